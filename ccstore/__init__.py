@@ -1,0 +1,56 @@
+"""ccstore: numpy arrays and friends in cloud object stores, as a Python dict.
+
+store = ccstore.open("s3://bucket/prefix")     # or file://, a path, memory://, gdrive://
+store["a"] = array                             # streamed up in chunks, bounded memory
+x = store["a"]                                 # LazyArray: shape and dtype, no data yet
+x[100:200, ::4]                                # fetches only the chunks this touches
+"""
+
+from __future__ import annotations
+
+from .backends import register_backend
+from .backends.base import Backend, ObjectStat
+from .errors import (
+    BackendError,
+    CCStoreError,
+    CorruptObjectError,
+    DecryptionError,
+    EncryptedObjectError,
+    InvalidKeyError,
+    KeyExistsError,
+    KeyNotFoundError,
+    PickleNotAllowedError,
+    ReadOnlyError,
+    UnsupportedValueError,
+)
+from .lazy import LazyArray
+from .options import StoreOptions
+from .stats import Stats, StatsSnapshot
+from .store import ObjectInfo, Store, open
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "CCStoreError",
+    "CorruptObjectError",
+    "DecryptionError",
+    "EncryptedObjectError",
+    "InvalidKeyError",
+    "KeyExistsError",
+    "KeyNotFoundError",
+    "LazyArray",
+    "ObjectInfo",
+    "ObjectStat",
+    "PickleNotAllowedError",
+    "ReadOnlyError",
+    "Stats",
+    "StatsSnapshot",
+    "Store",
+    "StoreOptions",
+    "UnsupportedValueError",
+    "__version__",
+    "open",
+    "register_backend",
+]

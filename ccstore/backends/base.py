@@ -1,0 +1,182 @@
+"""The backend protocol: the only thing a storage service implements to work with ccstore.
+
+A backend stores opaque objects (bytes) under validated keys. It knows nothing about arrays,
+codecs or encryption. Everything above it (store, format, lazy arrays, zarr adapter) talks to a
+storage service only through these methods.
+
+Required: ``read``, ``write``, ``delete``, ``list``, ``list_dir``, ``head``.
+Optional, with working defaults: ``read_into`` (zero-copy reads), ``delete_many``, ``copy``,
+``move``. Backends that can write conditionally set ``supports_conditional_write``.
+
+Backends must be picklable: they carry configuration, not open connections, and reconnect
+lazily in the process that unpickles them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from ..stats import Stats
+
+__all__ = [
+    "Backend",
+    "Buffer",
+    "ByteRange",
+    "ObjectStat",
+    "OffsetByteRequest",
+    "RangeByteRequest",
+    "SuffixByteRequest",
+    "resolve_range",
+]
+
+Buffer = bytes | bytearray | memoryview
+
+
+@dataclass(frozen=True)
+class RangeByteRequest:
+    """Bytes ``start`` (inclusive) to ``end`` (exclusive)."""
+
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class OffsetByteRequest:
+    """Bytes from ``offset`` to the end of the object."""
+
+    offset: int
+
+
+@dataclass(frozen=True)
+class SuffixByteRequest:
+    """The last ``suffix`` bytes of the object (the whole object if it is shorter)."""
+
+    suffix: int
+
+
+ByteRange = RangeByteRequest | OffsetByteRequest | SuffixByteRequest
+
+
+@dataclass(frozen=True)
+class ObjectStat:
+    """What a backend knows about a stored object without reading it."""
+
+    key: str
+    size: int
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def resolve_range(byte_range: ByteRange, size: int) -> tuple[int, int]:
+    """Absolute [start, end) of a byte range within an object of ``size`` bytes, clipped."""
+    if isinstance(byte_range, RangeByteRequest):
+        return min(byte_range.start, size), min(max(byte_range.end, byte_range.start), size)
+    if isinstance(byte_range, OffsetByteRequest):
+        return min(byte_range.offset, size), size
+    if isinstance(byte_range, SuffixByteRequest):
+        return max(size - byte_range.suffix, 0), size
+    raise TypeError(f"not a byte range: {byte_range!r}")
+
+
+class Backend(ABC):
+    """A storage service holding objects under '/'-separated keys (see module docstring).
+
+    Conventions every implementation follows:
+
+    - Missing objects raise ``ccstore.errors.KeyNotFoundError``.
+    - Ranges past the end of an object are clipped (a read may return fewer bytes); a range
+      that starts past the end returns ``b""``.
+    - ``write`` is atomic: readers see the old value or the new one, never a mix, and a failed
+      or interrupted write leaves the old value and no partial object.
+    - ``list`` yields full keys in ascending (UTF-8 byte) order.
+    - Every request is counted in ``self.stats``.
+    """
+
+    scheme: ClassVar[str] = ""
+    supports_conditional_write: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        self.stats = Stats()
+
+    @abstractmethod
+    def read(self, key: str, byte_range: ByteRange | None = None) -> bytes:
+        """Return the object's bytes, or the requested range of them."""
+
+    def read_into(self, key: str, start: int, out: memoryview) -> int:
+        """Fill ``out`` with the object's bytes from ``start``; return how many were read.
+
+        Fewer than ``len(out)`` means the object ended first. Override to avoid the copy.
+        """
+        data = self.read(key, RangeByteRequest(start, start + len(out)))
+        out[: len(data)] = data
+        return len(data)
+
+    @abstractmethod
+    def write(self, key: str, parts: Iterable[Buffer], *, if_absent: bool = False) -> None:
+        """Store the concatenation of ``parts`` under ``key``, atomically.
+
+        ``parts`` may be a generator: consume it once, holding a bounded number of parts.
+        With ``if_absent=True`` the write fails with KeyExistsError if the key exists (only
+        backends with ``supports_conditional_write`` accept it; others raise
+        NotImplementedError).
+        """
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object; KeyNotFoundError if there is none."""
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        """Remove every listed object that exists (missing ones are ignored)."""
+        from ..errors import KeyNotFoundError
+
+        for key in keys:
+            try:
+                self.delete(key)
+            except KeyNotFoundError:
+                pass
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Yield every key that starts with ``prefix``, recursively, in ascending order."""
+
+    @abstractmethod
+    def list_dir(self, prefix: str = "") -> tuple[list[str], list[str]]:
+        """One level below ``prefix`` ('/' as delimiter): (keys, sub-prefixes ending in '/')."""
+
+    @abstractmethod
+    def head(self, key: str) -> ObjectStat:
+        """Size and service metadata of the object; KeyNotFoundError if there is none."""
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored under ``key``."""
+        from ..errors import KeyNotFoundError
+
+        try:
+            self.head(key)
+        except KeyNotFoundError:
+            return False
+        return True
+
+    def copy(self, src: str, dst: str) -> None:
+        """Copy an object (server-side where the service can). Default: read and write back."""
+        self.write(dst, self._iter_ranges(src))
+
+    def move(self, src: str, dst: str) -> None:
+        """Move an object. Default: copy, then delete the source."""
+        self.copy(src, dst)
+        self.delete(src)
+
+    def _iter_ranges(self, key: str, step: int = 8 << 20) -> Iterator[bytes]:
+        size = self.head(key).size
+        for start in range(0, size, step):
+            yield self.read(key, RangeByteRequest(start, min(start + step, size)))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    @property
+    @abstractmethod
+    def url(self) -> str:
+        """A URL that ``ccstore.open`` turns back into an equivalent backend (no secrets)."""

@@ -1,0 +1,304 @@
+"""The ccstore object format (version 1): one object holds one or more chunked arrays.
+
+Layout (all integers little-endian; specified byte by byte in docs/format.md)::
+
+    magic (8 bytes) | chunk 0 | chunk 1 | ... | header (UTF-8 JSON) | index | footer (40 bytes)
+
+The footer comes last so that one suffix read returns footer, header and index (and, for small
+objects, everything). The index has one 20-byte entry per chunk (offset, length, CRC-32C of the
+stored bytes), so any chunk is one byte range and is verified on every read. The writer streams
+chunks in order and appends header, index and footer once the chunk sizes are known.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import crc32c
+import numpy as np
+from numcodecs.abc import Codec
+
+from . import codecs as codec_chain
+from .backends.base import Backend, RangeByteRequest, SuffixByteRequest
+from .chunking import ChunkGrid
+from .errors import CorruptObjectError
+from .transfer import ordered_map
+
+__all__ = [
+    "FOOTER",
+    "FORMAT_VERSION",
+    "INDEX_ENTRY",
+    "MAGIC",
+    "ArrayLayout",
+    "ArrayPart",
+    "ObjectLayout",
+    "checksum",
+    "decode_chunk",
+    "dtype_from_json",
+    "dtype_to_json",
+    "read_layout",
+    "write_object",
+]
+
+MAGIC = b"\x93CCSTORE"
+FORMAT_VERSION = 1
+# data_end, header_len, index_len, crc32c(header + index), version, flags, magic
+FOOTER = struct.Struct("<QQQIHH8s")
+INDEX_ENTRY = np.dtype([("offset", "<u8"), ("nbytes", "<u8"), ("checksum", "<u4")])
+
+
+def checksum(data: Any) -> int:
+    """CRC-32C (Castagnoli) of a buffer: the checksum every chunk and header carries."""
+    return crc32c.crc32c(data)
+
+
+def dtype_to_json(dtype: np.dtype) -> Any:
+    """A JSON value describing ``dtype`` exactly (numpy's .npy ``descr``, tuples as lists)."""
+    return json.loads(json.dumps(np.lib.format.dtype_to_descr(dtype)))
+
+
+def dtype_from_json(value: Any) -> np.dtype:
+    """Inverse of dtype_to_json."""
+
+    def fields(descr: Any) -> Any:
+        if isinstance(descr, str):
+            return descr
+        out = []
+        for entry in descr:
+            name = tuple(entry[0]) if isinstance(entry[0], list) else entry[0]
+            rest = [fields(entry[1]), tuple(entry[2])] if len(entry) > 2 else [fields(entry[1])]
+            out.append((name, *rest))
+        return out
+
+    return np.lib.format.descr_to_dtype(fields(value))
+
+
+@dataclass(frozen=True)
+class ArrayPart:
+    """One array to write into an object: its data, chunk shape, codec chain and order."""
+
+    name: str
+    array: np.ndarray
+    chunks: tuple[int, ...]
+    codecs: tuple[Codec, ...] = ()
+    order: str = "C"
+
+    @property
+    def grid(self) -> ChunkGrid:
+        return ChunkGrid(self.array.shape, self.chunks)
+
+    def header(self, first_chunk: int) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "shape": list(self.array.shape),
+            "dtype": dtype_to_json(self.array.dtype),
+            "order": self.order,
+            "chunks": list(self.chunks),
+            "codecs": [codec.get_config() for codec in self.codecs],
+            "first_chunk": first_chunk,
+        }
+
+    def encode_chunk(self, index: int) -> memoryview:
+        block = self.array[self.grid.region(index)]
+        block = np.asfortranarray(block) if self.order == "F" else np.ascontiguousarray(block)
+        return codec_chain.encode(self.codecs, block)
+
+
+def write_object(
+    backend: Backend,
+    key: str,
+    *,
+    kind: str,
+    parts: Sequence[ArrayPart],
+    attrs: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    executor: Executor | None = None,
+    window: int = 8,
+    on_chunk: Any = None,
+) -> None:
+    """Encode ``parts`` chunk by chunk (``window`` at a time on ``executor``) and stream them
+    into one object under ``key``. ``on_chunk(raw_nbytes)`` reports progress."""
+    arrays, first = [], 0
+    for part in parts:
+        arrays.append(part.header(first))
+        first += part.grid.nchunks
+    header = {
+        "format": "ccstore",
+        "version": FORMAT_VERSION,
+        "kind": kind,
+        "checksum": "crc32c",
+        "arrays": arrays,
+        "attrs": attrs or {},
+        "metadata": metadata or {},
+    }
+    header_bytes = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+    tasks = [(part, i) for part in parts for i in range(part.grid.nchunks)]
+
+    def encode(task: tuple[ArrayPart, int]) -> tuple[memoryview, int, int]:
+        part, index = task
+        data = part.encode_chunk(index)
+        raw = int(np.prod(part.grid.chunk_shape(index))) * part.array.dtype.itemsize
+        return data, checksum(data), raw
+
+    def stream() -> Iterator[Any]:
+        yield MAGIC
+        offset = len(MAGIC)
+        index = np.empty(len(tasks), INDEX_ENTRY)
+        for i, (data, crc, raw) in enumerate(ordered_map(executor, encode, tasks, window)):
+            index[i] = (offset, len(data), crc)
+            offset += len(data)
+            yield data
+            if on_chunk is not None:
+                on_chunk(raw)
+        index_bytes = index.tobytes()
+        meta_crc = crc32c.crc32c(index_bytes, crc32c.crc32c(header_bytes))
+        footer = FOOTER.pack(
+            offset, len(header_bytes), len(index_bytes), meta_crc, FORMAT_VERSION, 0, MAGIC
+        )
+        yield header_bytes + index_bytes + footer
+
+    backend.write(key, stream())
+
+
+@dataclass(frozen=True)
+class ArrayLayout:
+    """Where one stored array's chunks are and how to decode them."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    order: str
+    chunks: tuple[int, ...]
+    codec_configs: tuple[dict[str, Any], ...]
+    first_chunk: int
+
+    @property
+    def grid(self) -> ChunkGrid:
+        return ChunkGrid(self.shape, self.chunks)
+
+    @cached_property
+    def codecs(self) -> tuple[Codec, ...]:
+        return codec_chain.from_configs(self.codec_configs)
+
+
+@dataclass
+class ObjectLayout:
+    """Everything read from an object's tail: header, chunk index, and the tail bytes."""
+
+    key: str
+    size: int
+    header: dict[str, Any]
+    arrays: dict[str, ArrayLayout]
+    index: np.ndarray
+    tail: bytes = field(repr=False)
+    tail_start: int
+
+    @property
+    def kind(self) -> str:
+        return self.header["kind"]
+
+    def cached(self, start: int, end: int) -> memoryview | None:
+        """Bytes [start, end) if the tail read already holds them."""
+        if start >= self.tail_start and end <= self.size:
+            return memoryview(self.tail)[start - self.tail_start : end - self.tail_start]
+        return None
+
+    def chunk_range(self, array: ArrayLayout, index: int) -> tuple[int, int]:
+        entry = self.index[array.first_chunk + index]
+        return int(entry["offset"]), int(entry["offset"] + entry["nbytes"])
+
+
+def read_layout(backend: Backend, key: str, tail_bytes: int = 1 << 16) -> ObjectLayout:
+    """Read an object's header and index: one suffix request for typical objects."""
+    tail = backend.read(key, SuffixByteRequest(tail_bytes))
+    if len(tail) < FOOTER.size + len(MAGIC):
+        raise CorruptObjectError(key, f"only {len(tail)} bytes: not a ccstore object or truncated")
+    data_end, header_len, index_len, meta_crc, version, _flags, magic = FOOTER.unpack(
+        tail[-FOOTER.size :]
+    )
+    if magic != MAGIC:
+        raise CorruptObjectError(key, "no ccstore footer: not a ccstore object, or truncated")
+    if version > FORMAT_VERSION:
+        raise CorruptObjectError(
+            key, f"format version {version} is newer than this ccstore reads; upgrade ccstore"
+        )
+    size = data_end + header_len + index_len + FOOTER.size
+    if data_end < len(MAGIC) or len(tail) > size or (len(tail) < tail_bytes and len(tail) != size):
+        raise CorruptObjectError(key, "footer sizes do not match the object's size")
+    tail_start = size - len(tail)
+    meta_len = header_len + index_len
+    if meta_len + FOOTER.size <= len(tail):
+        meta = tail[-FOOTER.size - meta_len : -FOOTER.size]
+    else:
+        meta = backend.read(key, RangeByteRequest(data_end, data_end + meta_len))
+        if len(meta) != meta_len:
+            raise CorruptObjectError(key, "truncated header or chunk index")
+    if crc32c.crc32c(meta) != meta_crc:
+        raise CorruptObjectError(key, "header or chunk index checksum mismatch")
+    if tail_start == 0 and tail[: len(MAGIC)] != MAGIC:
+        raise CorruptObjectError(key, "bad magic bytes at the start of the object")
+    header, arrays, index = _parse_meta(key, meta, header_len, data_end)
+    return ObjectLayout(key, size, header, arrays, index, tail, tail_start)
+
+
+def _parse_meta(key: str, meta: bytes, header_len: int, data_end: int):
+    try:
+        header = json.loads(meta[:header_len])
+        arrays = {
+            spec["name"]: ArrayLayout(
+                name=spec["name"],
+                shape=tuple(int(n) for n in spec["shape"]),
+                dtype=dtype_from_json(spec["dtype"]),
+                order=spec["order"],
+                chunks=tuple(int(c) for c in spec["chunks"]),
+                codec_configs=tuple(spec["codecs"]),
+                first_chunk=int(spec["first_chunk"]),
+            )
+            for spec in header["arrays"]
+        }
+        header["kind"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise CorruptObjectError(key, f"unreadable header ({e})") from None
+    index = np.frombuffer(meta, INDEX_ENTRY, offset=header_len)
+    nchunks = sum(a.grid.nchunks for a in arrays.values())
+    ends = index["offset"] + index["nbytes"]
+    if len(index) != nchunks or (
+        len(index) and (index["offset"].min() < len(MAGIC) or ends.max() > data_end)
+    ):
+        raise CorruptObjectError(key, "chunk index does not match the header")
+    for a in arrays.values():
+        if (
+            a.order not in ("C", "F")
+            or len(a.chunks) != len(a.shape)
+            or min(a.chunks, default=1) < 1
+        ):
+            raise CorruptObjectError(key, f"invalid layout for array {a.name!r}")
+    return header, arrays, index
+
+
+def decode_chunk(
+    layout: ObjectLayout, array: ArrayLayout, index: int, data: memoryview
+) -> np.ndarray:
+    """Verify and decode one stored chunk into an array of the chunk's shape."""
+    entry = layout.index[array.first_chunk + index]
+    if len(data) != entry["nbytes"] or checksum(data) != entry["checksum"]:
+        raise CorruptObjectError(
+            layout.key, f"checksum mismatch in chunk {index} of {array.name!r}"
+        )
+    shape = array.grid.chunk_shape(index)
+    try:
+        raw = codec_chain.decode(array.codecs, data)
+    except Exception as e:  # codecs raise many types on bad input
+        raise CorruptObjectError(layout.key, f"chunk {index} does not decode: {e}") from None
+    expected = int(np.prod(shape)) * array.dtype.itemsize
+    if len(raw) != expected:
+        raise CorruptObjectError(
+            layout.key, f"chunk {index} decodes to {len(raw)} bytes, expected {expected}"
+        )
+    return np.frombuffer(raw, array.dtype).reshape(shape, order=array.order)

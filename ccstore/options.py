@@ -1,0 +1,57 @@
+"""Store-wide options: what ``ccstore.open(url, **options)`` accepts besides backend options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from .chunking import DEFAULT_CHUNK_BYTES
+from .codecs import Compression, resolve
+from .transfer import ProgressOption
+
+__all__ = ["StoreOptions"]
+
+
+@dataclass(frozen=True)
+class StoreOptions:
+    """Options that apply to every operation of a store (per-call arguments override some).
+
+    compression: codec for new objects: "zstd", "blosc", "lz4", "gzip", None, or a numcodecs
+        Codec instance (or a list of codecs, applied in order).
+    chunk_bytes: target size of automatically chosen chunks (raw bytes).
+    read_only: refuse every write with ReadOnlyError.
+    allow_pickle: allow reading pickled objects (and writing object-dtype arrays as pickles).
+    concurrency: requests (and chunk encodings) in flight at once.
+    coalesce_gap: merge byte ranges of chunks separated by at most this many bytes.
+    max_request_bytes: largest merged read; bounds memory at concurrency x this.
+    tail_bytes: bytes read from an object's end to get header and index in one request.
+    progress: True, False, None (auto: bar for large transfers on a terminal) or a callable
+        ``fn(bytes_done, bytes_total)``.
+    """
+
+    compression: Compression = None
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    read_only: bool = False
+    allow_pickle: bool = False
+    concurrency: int = 8
+    coalesce_gap: int = 1 << 20
+    max_request_bytes: int = 8 << 20
+    tail_bytes: int = 64 << 10
+    progress: ProgressOption = None
+
+    def __post_init__(self) -> None:
+        resolve(self.compression)  # fail at open(), not at the first write
+        for name in ("chunk_bytes", "concurrency", "max_request_bytes", "tail_bytes"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.coalesce_gap < 0:
+            raise ValueError(f"coalesce_gap must be >= 0, got {self.coalesce_gap!r}")
+
+    @classmethod
+    def pop_from(cls, options: dict[str, Any]) -> StoreOptions:
+        """Take the store options out of ``options``, leaving the rest."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: options.pop(k) for k in list(options) if k in names})
+
+    def updated(self, **changes: Any) -> StoreOptions:
+        return replace(self, **changes)

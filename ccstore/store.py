@@ -1,0 +1,425 @@
+"""Store: a MutableMapping from '/'-separated keys to values kept in any backend."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import kinds
+from .backends import backend_from_url
+from .backends.base import Backend
+from .chunking import normalize_chunks
+from .codecs import Compression, compression_name, resolve
+from .errors import (
+    CorruptObjectError,
+    InvalidKeyError,
+    KeyNotFoundError,
+    PickleNotAllowedError,
+    ReadOnlyError,
+    UnsupportedValueError,
+)
+from .format import ArrayPart, ObjectLayout, read_layout, write_object
+from .keys import glob_prefix, glob_regex, validate_key, validate_prefix
+from .lazy import LazyArray
+from .options import StoreOptions
+from .reader import IOContext, read_arrays
+from .stats import Stats
+from .transfer import Progress, ProgressOption
+
+__all__ = ["ObjectInfo", "Store", "open"]
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What is stored under a key, read from the object's header (no data is fetched)."""
+
+    key: str
+    kind: str
+    size: int
+    shape: tuple[int, ...] | None = None
+    dtype: np.dtype | None = None
+    chunks: tuple[int, ...] | None = None
+    order: str | None = None
+    nchunks: int = 0
+    compression: str | None = None
+    encrypted: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class _Runtime:
+    """Per-process resources shared by a store and its views: the worker threads."""
+
+    def __init__(self, workers: int) -> None:
+        self._workers = workers
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="ccstore")
+            return self._executor
+
+    def close(self) -> None:
+        with self._lock:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
+
+
+class Store(MutableMapping[str, Any]):
+    """A dict-like view of the objects below a prefix of a backend.
+
+    ``store[key] = value`` writes (arrays, sparse matrices, bytes, str, JSON values, dicts of
+    arrays; anything else as a pickle); ``store[key]`` reads (arrays as LazyArray, a key with
+    objects below it as a sub-store); iteration lists every key below the prefix, recursively.
+    Create stores with ``ccstore.open(url, **options)``.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        prefix: str = "",
+        options: StoreOptions | None = None,
+        _runtime: _Runtime | None = None,
+    ) -> None:
+        self.backend = backend
+        self.prefix = validate_prefix(prefix)
+        self.options = options or StoreOptions()
+        self._runtime = _runtime or _Runtime(self.options.concurrency)
+
+    # -- identity, pickling, resources -------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """A URL that ``ccstore.open`` turns back into this store (without its options)."""
+        base = self.backend.url.rstrip("/")
+        return f"{base}/{self.prefix.rstrip('/')}" if self.prefix else base
+
+    @property
+    def read_only(self) -> bool:
+        return self.options.read_only
+
+    @property
+    def stats(self) -> Stats:
+        """Requests and bytes this store's backend has sent and received."""
+        return self.backend.stats
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"backend": self.backend, "prefix": self.prefix, "options": self.options}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["backend"], state["prefix"], state["options"])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Store) and (self.url, self.options) == (other.url, other.options)
+
+    def __hash__(self) -> int:
+        return hash(self.url)
+
+    def __repr__(self) -> str:
+        flag = ", read_only" if self.read_only else ""
+        return f"<ccstore.Store {self.url!r}{flag}>"
+
+    def close(self) -> None:
+        """Stop this store's worker threads (they restart if the store is used again)."""
+        self._runtime.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _io(self) -> IOContext:
+        return IOContext(self.backend, self._runtime.executor, self.options)
+
+    def _key(self, key: str) -> str:
+        return self.prefix + validate_key(key)
+
+    def _check_writable(self, key: str) -> None:
+        if self.options.read_only:
+            raise ReadOnlyError(key)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _layout(self, full_key: str) -> ObjectLayout:
+        return read_layout(self.backend, full_key, self.options.tail_bytes)
+
+    def _is_dir(self, full_key: str) -> bool:
+        keys, prefixes = self.backend.list_dir(full_key + "/")
+        return bool(keys or prefixes)
+
+    def __getitem__(self, key: str) -> Any:
+        full = self._key(key)
+        try:
+            layout = self._layout(full)
+        except KeyNotFoundError:
+            if self._is_dir(full):
+                return self.sub(key)
+            raise KeyNotFoundError(key, self.url) from None
+        if layout.kind == "array" and not layout.header["attrs"].get("scalar"):
+            return LazyArray(self, key, layout)
+        return self._materialize(key, layout, self.options.allow_pickle, None)
+
+    def load(
+        self, key: str, *, allow_pickle: bool | None = None, progress: ProgressOption = None
+    ) -> Any:
+        """The value under ``key``, fully read (arrays as numpy arrays, prefixes as dicts)."""
+        allow = self.options.allow_pickle if allow_pickle is None else allow_pickle
+        full = self._key(key)
+        try:
+            layout = self._layout(full)
+        except KeyNotFoundError:
+            if self._is_dir(full):
+                return self._load_tree(key, allow, progress)
+            raise KeyNotFoundError(key, self.url) from None
+        return self._materialize(key, layout, allow, progress)
+
+    def _materialize(
+        self, key: str, layout: ObjectLayout, allow_pickle: bool, progress: ProgressOption
+    ) -> Any:
+        option = self.options.progress if progress is None else progress
+        if layout.kind == "pickle" and not allow_pickle:
+            raise PickleNotAllowedError(key)  # before downloading what cannot be used
+        arrays = read_arrays(self._io(), layout, option)
+        return kinds.decode(layout.kind, arrays, layout.header["attrs"], key, allow_pickle)
+
+    def _load_tree(self, key: str, allow_pickle: bool, progress: ProgressOption) -> dict:
+        tree: dict[str, Any] = {}
+        base = self._key(key) + "/"
+        for full in self.backend.list(base):
+            *parents, leaf = full[len(base) :].split("/")
+            node = tree
+            for name in parents:
+                node = node.setdefault(name, {})
+                if not isinstance(node, dict):
+                    raise CorruptObjectError(full, f"{name!r} is both an object and a prefix")
+            node[leaf] = self.load(
+                full[len(self.prefix) :], allow_pickle=allow_pickle, progress=progress
+            )
+        return tree
+
+    def info(self, key: str) -> ObjectInfo:
+        """Kind, size, shape, dtype, chunks, compression and metadata of a stored object."""
+        full = self._key(key)
+        try:
+            layout = self._layout(full)
+        except KeyNotFoundError:
+            raise KeyNotFoundError(key, self.url) from None
+        header, attrs = layout.header, layout.header["attrs"]
+        data = layout.arrays.get("data")
+        shape = dtype = chunks = order = None
+        if layout.kind == "array":
+            shape, dtype, chunks, order = data.shape, data.dtype, data.chunks, data.order
+        elif layout.kind == "sparse":
+            shape, dtype = tuple(attrs["shape"]), data.dtype
+        first = next(iter(layout.arrays.values()), None)
+        return ObjectInfo(
+            key=key,
+            kind=layout.kind,
+            size=layout.size,
+            shape=shape,
+            dtype=dtype,
+            chunks=chunks,
+            order=order,
+            nchunks=len(layout.index),
+            compression=compression_name(first.codec_configs) if first else None,
+            encrypted=bool(header.get("encryption")),
+            metadata=header.get("metadata", {}),
+        )
+
+    def __contains__(self, key: object) -> bool:
+        full = self._key(key)  # type: ignore[arg-type]
+        return self.backend.exists(full) or self._is_dir(full)
+
+    def __iter__(self) -> Iterator[str]:
+        start = len(self.prefix)
+        for full in self.backend.list(self.prefix):
+            yield full[start:]
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def ls(self, prefix: str = "") -> list[str]:
+        """One level below ``prefix``: keys, and sub-prefixes ending in '/'."""
+        base = self.prefix + validate_prefix(prefix)
+        keys, prefixes = self.backend.list_dir(base)
+        start = len(self.prefix)
+        return sorted(k[start:] for k in keys + prefixes)
+
+    def glob(self, pattern: str) -> list[str]:
+        """Keys matching ``pattern``: ``*`` and ``?`` within a segment, ``**`` across segments."""
+        regex = glob_regex(pattern)
+        start = len(self.prefix)
+        found = (full[start:] for full in self.backend.list(self.prefix + glob_prefix(pattern)))
+        return [key for key in found if regex.match(key)]
+
+    def sub(self, prefix: str) -> Store:
+        """A store rooted at ``prefix`` below this one (sharing backend, options and threads)."""
+        return Store(
+            self.backend, self.prefix + validate_prefix(prefix), self.options, self._runtime
+        )
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.put(key, value)
+
+    def put(
+        self,
+        key: str,
+        value: Any,
+        *,
+        compression: Compression = _UNSET,
+        chunks: int | tuple[int, ...] | None = None,
+        metadata: dict[str, Any] | None = None,
+        progress: ProgressOption = None,
+    ) -> None:
+        """Store ``value`` under ``key``, replacing what was there (atomically per object).
+
+        compression: overrides the store's compression for this write.
+        chunks: chunk shape for arrays (an int for every axis, or a tuple); default automatic.
+        metadata: a JSON-able dict kept in the object's header (see ``info``).
+        """
+        self._check_writable(key)
+        full = self._key(key)
+        kind = kinds.classify(value)
+        if kind == "tree":
+            self._put_tree(
+                key,
+                value,
+                compression=compression,
+                chunks=chunks,
+                metadata=metadata,
+                progress=progress,
+            )
+            return
+        if chunks is not None and kind != "array":
+            raise ValueError(f"chunks= applies to arrays; {key!r} is stored as {kind}")
+        _check_metadata(key, metadata)
+        encoded = kinds.encode(value, full, allow_pickle=self.options.allow_pickle)
+        codecs = resolve(self.options.compression if compression is _UNSET else compression)
+        parts = [
+            ArrayPart(
+                name,
+                array,
+                normalize_chunks(
+                    chunks, array.shape, array.dtype.itemsize, self.options.chunk_bytes
+                ),
+                codecs,
+                "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C",
+            )
+            for name, array in encoded.arrays.items()
+        ]
+        total = sum(p.array.nbytes for p in parts)
+        option = self.options.progress if progress is None else progress
+        with Progress(option, total, key) as bar:
+            write_object(
+                self.backend,
+                full,
+                kind=encoded.kind,
+                parts=parts,
+                attrs=encoded.attrs,
+                metadata=metadata,
+                executor=self._runtime.executor,
+                window=self.options.concurrency,
+                on_chunk=bar.update,
+            )
+
+    def _put_tree(self, key: str, tree: dict, **options: Any) -> None:
+        """Store each leaf of a nested dict under ``key/<path>``; drop what the old value had."""
+        written = set()
+        for path, value in _leaves(key, tree):
+            self.put(f"{key}/{path}", value, **options)
+            written.add(self._key(f"{key}/{path}"))
+        full = self._key(key)
+        stale = [k for k in self.backend.list(full + "/") if k not in written]
+        if self.backend.exists(full):
+            stale.append(full)
+        self.backend.delete_many(stale)
+
+    def __delitem__(self, key: str) -> None:
+        """Delete the object under ``key``, or every object below it if ``key`` is a prefix."""
+        self._check_writable(key)
+        full = self._key(key)
+        try:
+            self.backend.delete(full)
+        except KeyNotFoundError:
+            below = list(self.backend.list(full + "/"))
+            if not below:
+                raise KeyNotFoundError(key, self.url) from None
+            self.backend.delete_many(below)
+
+    def copy(self, src: str, dst: str) -> None:
+        """Copy the object (or every object below the prefix) ``src`` to ``dst``."""
+        self._transfer(src, dst, self.backend.copy)
+
+    def move(self, src: str, dst: str) -> None:
+        """Move the object (or every object below the prefix) ``src`` to ``dst``."""
+        self._transfer(src, dst, self.backend.move)
+
+    def _transfer(self, src: str, dst: str, operation: Any) -> None:
+        self._check_writable(dst)
+        source, target = self._key(src), self._key(dst)
+        if self.backend.exists(source):
+            operation(source, target)
+            return
+        below = list(self.backend.list(source + "/"))
+        if not below:
+            raise KeyNotFoundError(src, self.url)
+        for full in below:
+            operation(full, target + full[len(source) :])
+
+
+def _check_metadata(key: str, metadata: Any) -> None:
+    if metadata is None:
+        return
+    if not isinstance(metadata, dict):
+        raise UnsupportedValueError(
+            f"metadata for {key!r} must be a dict, not {type(metadata).__name__}"
+        )
+    try:
+        json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise UnsupportedValueError(f"metadata for {key!r} must be JSON-able: {e}") from None
+
+
+def _leaves(key: str, tree: dict, path: str = "") -> Iterator[tuple[str, Any]]:
+    for name, value in tree.items():
+        if not isinstance(name, str) or "/" in name or not name:
+            raise InvalidKeyError(
+                f"{key}/{path}{name}",
+                "dict keys stored as key segments must be non-empty str without '/'",
+            )
+        if type(value) is dict and value:
+            yield from _leaves(key, value, f"{path}{name}/")
+        else:
+            yield f"{path}{name}", value
+
+
+def open(url: str | os.PathLike[str], **options: Any) -> Store:
+    """Open the store a URL names: ``file:///abs/path`` or a plain path, ``memory://[name]``,
+    ``s3://bucket/prefix``, ``gdrive://Folder/Sub``.
+
+    Store options (see StoreOptions): compression, chunk_bytes, read_only, allow_pickle,
+    concurrency, coalesce_gap, max_request_bytes, tail_bytes, progress. Other keyword
+    arguments go to the backend (e.g. ``fsync`` for local stores, ``endpoint_url`` for S3).
+    """
+    remaining = dict(options)
+    backend, prefix = backend_from_url(os.fspath(url), remaining)
+    store_options = StoreOptions.pop_from(remaining)
+    if remaining:
+        unknown = ", ".join(sorted(remaining))
+        raise TypeError(f"unknown option(s) for {backend.scheme}:// stores: {unknown}")
+    return Store(backend, prefix, store_options)

@@ -1,0 +1,132 @@
+"""Moving bytes concurrently: ordered parallel maps, range coalescing, and progress reports."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, wait
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+__all__ = ["Progress", "ProgressOption", "Span", "coalesce", "ordered_map", "run_all"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+ProgressOption = bool | None | Callable[[int, int], Any]
+# With progress=None (the default), a bar appears only for transfers at least this large and
+# only when stderr is a terminal: small objects and scripts stay quiet.
+AUTO_PROGRESS_BYTES = 256 << 20
+
+
+def ordered_map(
+    executor: Executor | None, fn: Callable[[T], R], items: Iterable[T], window: int
+) -> Iterator[R]:
+    """``map(fn, items)`` run ``window`` at a time on ``executor``, yielding results in order.
+
+    At most ``window`` results exist at once, which bounds memory when results are large. If the
+    consumer stops early, work not yet started is cancelled.
+    """
+    if executor is None or window <= 1:
+        yield from map(fn, items)
+        return
+    pending: deque[Future[R]] = deque()
+    try:
+        for item in items:
+            pending.append(executor.submit(fn, item))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def run_all(executor: Executor | None, fn: Callable[[T], Any], items: Iterable[T]) -> None:
+    """Run ``fn`` on every item concurrently; re-raise the first failure after all settle."""
+    items = list(items)
+    if executor is None or len(items) <= 1:
+        for item in items:
+            fn(item)
+        return
+    futures = [executor.submit(fn, item) for item in items]
+    _done, _ = wait(futures)
+    for future in futures:
+        error = future.exception()
+        if error is not None:
+            for other in futures:
+                other.cancel()
+            raise error
+
+
+@dataclass
+class Span:
+    """A byte range [start, end) to fetch, and the chunks (id, start, end) inside it."""
+
+    start: int
+    end: int
+    chunks: list[tuple[int, int, int]]
+
+
+def coalesce(chunks: Iterable[tuple[int, int, int]], gap: int, max_size: int) -> list[Span]:
+    """Merge chunk ranges whose gaps are at most ``gap`` bytes into spans of <= ``max_size``.
+
+    A single chunk larger than ``max_size`` gets a span of its own.
+    """
+    spans: list[Span] = []
+    for cid, start, end in sorted(chunks, key=lambda c: c[1]):
+        last = spans[-1] if spans else None
+        if (
+            last is not None
+            and start - last.end <= gap
+            and max(end, last.end) - last.start <= max_size
+        ):
+            last.end = max(last.end, end)
+            last.chunks.append((cid, start, end))
+        else:
+            spans.append(Span(start, end, [(cid, start, end)]))
+    return spans
+
+
+class Progress:
+    """Thread-safe progress of one transfer: a tqdm bar, a callback, or nothing.
+
+    ``option`` is True (always a bar), False (nothing), None (a bar for large transfers on a
+    terminal) or a callable ``fn(bytes_done, bytes_total)`` called after every chunk.
+    """
+
+    def __init__(self, option: ProgressOption, total: int, description: str) -> None:
+        self.total = total
+        self.done = 0
+        self._lock = threading.Lock()
+        self._callback = option if callable(option) else None
+        self._bar = None
+        show = option is True or (
+            option is None and total >= AUTO_PROGRESS_BYTES and sys.stderr.isatty()
+        )
+        if show:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, desc=description, unit="B", unit_scale=True)
+
+    def update(self, nbytes: int) -> None:
+        with self._lock:
+            self.done += nbytes
+            done = self.done
+            if self._bar is not None:
+                self._bar.update(nbytes)
+        if self._callback is not None:
+            self._callback(done, self.total)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
