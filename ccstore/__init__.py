@@ -30,6 +30,16 @@ from .store import ObjectInfo, Store, open
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # zarr is an optional extra: import the adapter only when it is asked for.
+    if name == "ZarrStore":
+        from .zarr_store import ZarrStore
+
+        return ZarrStore
+    raise AttributeError(f"module 'ccstore' has no attribute {name!r}")
+
+
 __all__ = [
     "Backend",
     "BackendError",
@@ -50,6 +60,7 @@ __all__ = [
     "Store",
     "StoreOptions",
     "UnsupportedValueError",
+    "ZarrStore",
     "__version__",
     "open",
     "register_backend",

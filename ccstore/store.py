@@ -265,6 +265,12 @@ class Store(MutableMapping[str, Any]):
         found = (full[start:] for full in self.backend.list(self.prefix + glob_prefix(pattern)))
         return [key for key in found if regex.match(key)]
 
+    def zarr(self, *, read_only: bool | None = None) -> Any:
+        """This store's backend and prefix as a zarr v3 store (``zarr.abc.store.Store``)."""
+        from .zarr_store import ZarrStore
+
+        return ZarrStore.from_store(self, read_only=read_only)
+
     def sub(self, prefix: str) -> Store:
         """A store rooted at ``prefix`` below this one (sharing backend, options and threads)."""
         return Store(
