@@ -105,7 +105,7 @@ class ArrayPart:
         }
 
     def encode_chunk(self, index: int) -> memoryview:
-        block = self.array[self.grid.region(index)]
+        block = self.array[(*self.grid.region(index), Ellipsis)]  # 0-d stays an array
         block = np.asfortranarray(block) if self.order == "F" else np.ascontiguousarray(block)
         return codec_chain.encode(self.codecs, block)
 

@@ -34,7 +34,7 @@ class StoreOptions:
     read_only: bool = False
     allow_pickle: bool = False
     concurrency: int = 8
-    coalesce_gap: int = 1 << 20
+    coalesce_gap: int = 64 << 10
     max_request_bytes: int = 8 << 20
     tail_bytes: int = 64 << 10
     progress: ProgressOption = None
