@@ -28,7 +28,9 @@ def read_object():
 VALUES = {
     "c-order": np.arange(7 * 5 * 3, dtype=">i4").reshape(7, 5, 3),
     "f-order": np.asfortranarray(np.linspace(0, 1, 77).reshape(7, 11)),
-    "structured": np.array([(1, b"ab", [1.5, 2.5])], dtype=[("a", "<u2"), ("b", "S3"), ("c", "<f4", (2,))]),
+    "structured": np.array(
+        [(1, b"ab", [1.5, 2.5])], dtype=[("a", "<u2"), ("b", "S3"), ("c", "<f4", (2,))]
+    ),
     "scalar": np.array(3 + 4j),
     "empty": np.zeros((0, 3), "f2"),
 }
@@ -39,8 +41,12 @@ VALUES = {
 def test_spec_decoder_reads_arrays(tmp_path, read_object, name, compression):
     store = ccstore.open(tmp_path)
     value = VALUES[name]
-    store.put("v", value, chunks=tuple(max(1, n // 2) for n in value.shape) or None,
-              compression=compression)
+    store.put(
+        "v",
+        value,
+        chunks=tuple(max(1, n // 2) for n in value.shape) or None,
+        compression=compression,
+    )
     decoded = read_object((tmp_path / "v").read_bytes())
     got = decoded["arrays"]["data"]
     assert got.dtype == value.dtype and got.shape == value.shape
