@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
 
-from .backends.base import Backend, RangeByteRequest
+from .backends.base import Backend
 from .errors import CorruptObjectError
 from .format import ArrayLayout, ObjectLayout, decode_chunk
 from .options import StoreOptions
@@ -63,14 +64,28 @@ def read_chunks(
     spans = coalesce(wanted, options.coalesce_gap, options.max_request_bytes)
 
     def fetch(span: Span) -> None:
-        data = ctx.backend.read(layout.key, RangeByteRequest(span.start, span.end))
-        if len(data) != span.end - span.start:
+        view = _scratch(span.end - span.start)
+        if ctx.backend.read_into(layout.key, span.start, view) != len(view):
             raise CorruptObjectError(layout.key, "object is shorter than its chunk index says")
-        view = memoryview(data)
         for cid, start, end in span.chunks:
             deliver(cid, view[start - span.start : end - span.start])
 
     run_all(ctx.executor, fetch, spans)
+
+
+_local = threading.local()
+
+
+def _scratch(nbytes: int) -> memoryview:
+    """A per-thread buffer reused across requests.
+
+    Fresh buffers cost a page fault per 4 KiB on first touch, which halves read throughput;
+    a warm buffer does not. Sinks copy chunks out before the thread's next request.
+    """
+    buffer = getattr(_local, "buffer", None)
+    if buffer is None or len(buffer) < nbytes:
+        buffer = _local.buffer = bytearray(nbytes)
+    return memoryview(buffer)[:nbytes]
 
 
 def read_array(
