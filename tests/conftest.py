@@ -1,7 +1,9 @@
 """Shared fixtures: every backend the suite can reach, and the stores over them.
 
 A new backend joins the whole suite (backend conformance and store tests) by adding a factory
-to BACKEND_FACTORIES.
+to BACKEND_FACTORIES. S3 backends run against real servers on 127.0.0.1 that the suite starts
+itself (tests/s3_servers.py): moto, Ceph RADOS Gateway and SeaweedFS, or the subset named in
+CCSTORE_S3_SERVERS. A server whose start script says it cannot run here is skipped, loudly.
 """
 
 from __future__ import annotations
@@ -26,6 +28,79 @@ settings.register_profile(
 settings.load_profile("ci")
 
 
+S3_SERVERS = [
+    name.strip()
+    for name in os.environ.get("CCSTORE_S3_SERVERS", "moto,ceph,seaweedfs").split(",")
+    if name.strip()
+]
+# The shared server scripts create this user; moto accepts any keys. Unpickled S3 backends
+# find credentials through boto3's standard chain, so they come from the environment.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testaccesskey0000000")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testsecretkey0000000000000000000000000000")
+
+
+class S3Servers:
+    """Starts each S3 server on first use and stops them all at the end of the session."""
+
+    def __init__(self, base):
+        self.base = base
+        self.endpoints = {}
+        self.unavailable = {}
+        self._stops = []
+
+    def endpoint(self, name):
+        from s3_servers import SERVERS, ServerUnavailable
+
+        if name in self.unavailable:
+            pytest.skip(f"S3 server {name} cannot run here: {self.unavailable[name]}")
+        if name not in self.endpoints:
+            start = SERVERS[name]
+            try:
+                endpoint, stop = start() if name == "moto" else start(self.base / name)
+            except ServerUnavailable as e:
+                self.unavailable[name] = str(e)
+                pytest.skip(f"S3 server {name} cannot run here: {e}")
+            self.endpoints[name] = endpoint
+            self._stops.append(stop)
+        return self.endpoints[name]
+
+    def stop_all(self):
+        for stop in reversed(self._stops):
+            stop()
+
+
+_SERVERS: S3Servers | None = None
+
+
+@pytest.fixture(scope="session")
+def s3_servers(tmp_path_factory):
+    global _SERVERS
+    _SERVERS = S3Servers(tmp_path_factory.mktemp("s3-servers"))
+    yield _SERVERS
+    _SERVERS.stop_all()
+
+
+def make_s3_backend(endpoint, **options):
+    """An S3Backend on a fresh bucket of ``endpoint``."""
+    from ccstore.backends.s3 import S3Backend
+
+    bucket = f"ccstore-{uuid.uuid4().hex[:16]}"
+    return S3Backend(
+        bucket,
+        endpoint_url=endpoint.endpoint_url,
+        region=endpoint.region,
+        create_bucket=True,
+        **options,
+    )
+
+
+def _s3(name):
+    def factory(request, tmp_path):
+        return make_s3_backend(request.getfixturevalue("s3_servers").endpoint(name))
+
+    return factory
+
+
 def _memory(request, tmp_path):
     return MemoryBackend.named(f"test-{uuid.uuid4().hex}")
 
@@ -35,6 +110,7 @@ def _local(request, tmp_path):
 
 
 BACKEND_FACTORIES = {"memory": _memory, "local": _local}
+BACKEND_FACTORIES.update({f"s3-{name}": _s3(name) for name in S3_SERVERS})
 
 
 @pytest.fixture(params=sorted(BACKEND_FACTORIES))
@@ -48,6 +124,13 @@ def store(backend):
     """A Store over a fresh backend, below a prefix so prefix handling is always exercised."""
     with ccstore.Store(backend, "root/prefix") as s:
         yield s
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _SERVERS is not None and _SERVERS.unavailable:
+        terminalreporter.section("S3 SERVERS SKIPPED", sep="!", red=True, bold=True)
+        for name, reason in _SERVERS.unavailable.items():
+            terminalreporter.line(f"{name}: {reason}", red=True)
 
 
 def pytest_sessionfinish(session, exitstatus):

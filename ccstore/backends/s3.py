@@ -1,0 +1,514 @@
+"""S3 backend on boto3: AWS S3 and S3-compatible services (Ceph RGW, MinIO, SeaweedFS, moto).
+
+Reads are ranged GETs streamed straight into the caller's buffer. Small writes are one PUT;
+larger ones a multipart upload whose parts go up concurrently with bounded memory and which is
+aborted if anything fails, so the old value stays and no parts are left billed. Listing
+paginates; deletes batch; copies use boto3's managed (multipart, > 5 GB capable) copy.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from ..errors import BackendError, KeyExistsError, KeyNotFoundError
+from ..keys import validate_key
+from .base import (
+    Backend,
+    Buffer,
+    ByteRange,
+    ObjectStat,
+    OffsetByteRequest,
+    RangeByteRequest,
+    SuffixByteRequest,
+)
+
+__all__ = ["S3Backend", "from_url"]
+
+T = TypeVar("T")
+_MIN_PART = 5 << 20  # S3's minimum size of every part but the last
+_MISSING = {"404", "NoSuchKey", "NotFound"}
+# Raised by urllib3/botocore while a response body streams in; botocore's own retries end
+# when the headers arrive, so these are retried here.
+_STREAM_ERRORS: tuple[type[BaseException], ...] = ()
+
+
+def _stream_errors() -> tuple[type[BaseException], ...]:
+    global _STREAM_ERRORS
+    if not _STREAM_ERRORS:
+        import urllib3.exceptions
+        from botocore import exceptions as be
+
+        _STREAM_ERRORS = (
+            be.ResponseStreamingError,
+            be.ReadTimeoutError,
+            be.ConnectionClosedError,
+            be.EndpointConnectionError,
+            urllib3.exceptions.ProtocolError,
+            urllib3.exceptions.ReadTimeoutError,
+            ConnectionError,
+            TimeoutError,
+        )
+    return _STREAM_ERRORS
+
+
+class S3Backend(Backend):
+    """Objects in one S3 bucket.
+
+    Credentials and endpoint come from boto3's standard chain (environment, profiles,
+    ``~/.aws``, ``AWS_ENDPOINT_URL``, instance roles) unless given: ``endpoint_url``,
+    ``profile``, ``region``, ``anon`` (unsigned requests), or a ready ``session``
+    (``boto3.Session``; not pickled — an unpickled backend uses the standard chain).
+
+    ``path_style`` forces path-style addressing (default: path style when ``endpoint_url`` is
+    set, as S3-compatible servers usually need). ``checksums="when_required"`` (default) stops
+    boto3 >= 1.36 from adding CRC checksums that several S3-compatible services reject; each
+    ccstore chunk carries its own CRC-32C. ``retries`` bounds attempts per request (503
+    SlowDown, 500, throttling, connection resets, timeouts mid-body) with exponential backoff
+    and jitter. ``part_size`` is the multipart part size; ``concurrency`` the parts in flight
+    and the connection pool size. ``create_bucket=True`` creates a missing bucket.
+    """
+
+    scheme = "s3"
+    supports_conditional_write = True
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        endpoint_url: str | None = None,
+        profile: str | None = None,
+        region: str | None = None,
+        anon: bool = False,
+        session: Any = None,
+        path_style: bool | None = None,
+        checksums: str = "when_required",
+        retries: int = 5,
+        connect_timeout: float = 10,
+        read_timeout: float = 60,
+        part_size: int = 8 << 20,
+        concurrency: int = 8,
+        create_bucket: bool = False,
+    ) -> None:
+        super().__init__()
+        if part_size < _MIN_PART:
+            raise ValueError(f"part_size must be at least 5 MiB (S3's minimum), got {part_size}")
+        self.bucket = bucket
+        self._config = {
+            "endpoint_url": endpoint_url,
+            "profile": profile,
+            "region": region,
+            "anon": anon,
+            "path_style": path_style,
+            "checksums": checksums,
+            "retries": retries,
+            "connect_timeout": connect_timeout,
+            "read_timeout": read_timeout,
+            "part_size": part_size,
+            "concurrency": concurrency,
+        }
+        self._session = session
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._client_instance: Any = None
+        self._pool: ThreadPoolExecutor | None = None
+        if create_bucket:
+            self.create_bucket()
+
+    # -- configuration and connections ----------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"bucket": self.bucket, "config": self._config}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["bucket"], **state["config"])
+
+    @property
+    def _client(self) -> Any:
+        """One boto3 client per backend per process (clients are thread-safe), built lazily."""
+        if self._client_instance is None:
+            with self._lock:
+                if self._client_instance is None:
+                    self._client_instance = self._make_client()
+        return self._client_instance
+
+    def _make_client(self) -> Any:
+        import boto3
+        from botocore import UNSIGNED
+        from botocore.config import Config
+
+        c = self._config
+        session = self._session or boto3.Session(profile_name=c["profile"], region_name=c["region"])
+        path_style = c["path_style"] if c["path_style"] is not None else bool(c["endpoint_url"])
+        options: dict[str, Any] = {
+            "max_pool_connections": max(10, 2 * c["concurrency"]),
+            "retries": {"max_attempts": c["retries"], "mode": "standard"},
+            "connect_timeout": c["connect_timeout"],
+            "read_timeout": c["read_timeout"],
+            "s3": {"addressing_style": "path" if path_style else "auto"},
+            "request_checksum_calculation": c["checksums"],
+            "response_checksum_validation": c["checksums"],
+        }
+        if c["anon"]:
+            options["signature_version"] = UNSIGNED
+        return session.client(
+            "s3", endpoint_url=c["endpoint_url"], region_name=c["region"], config=Config(**options)
+        )
+
+    @property
+    def _uploads(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._config["concurrency"], "ccstore-s3")
+            return self._pool
+
+    def create_bucket(self) -> None:
+        """Create the bucket if it does not exist."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+            return
+        except ClientError as e:
+            if _code(e) not in _MISSING | {"NoSuchBucket"}:
+                raise self._error(e, "") from e
+        region = self._config["region"] or self._client.meta.region_name
+        kwargs: dict[str, Any] = {"Bucket": self.bucket}
+        if region and region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        self._call(lambda: self._client.create_bucket(**kwargs), "")
+
+    # -- error handling and retries ---------------------------------------------------------
+
+    def _error(self, error: Exception, key: str) -> Exception:
+        code = _code(error)
+        if code in _MISSING:
+            return KeyNotFoundError(key, self.url)
+        if code == "NoSuchBucket":
+            return BackendError(
+                f"bucket {self.bucket!r} does not exist at {self._endpoint()}; create it, or "
+                "open the store with create_bucket=True"
+            )
+        if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
+            return BackendError(
+                f"access to {self.url}/{key} denied ({code}): check the credentials boto3 found "
+                "(environment, profile, ~/.aws) and the bucket policy"
+            )
+        if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            return KeyExistsError(key)
+        return BackendError(f"S3 request for {self.url}/{key} failed after retries: {error}")
+
+    def _endpoint(self) -> str:
+        return self._config["endpoint_url"] or "AWS"
+
+    def _call(self, fn: Callable[[], T], key: str) -> T:
+        """Run one request (botocore retries transient errors itself); map errors to ours."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn()
+        except ClientError as e:
+            raise self._error(e, key) from e
+        except BotoCoreError as e:
+            raise BackendError(f"S3 request for {self.url}/{key} failed: {e}") from e
+
+    def _with_stream_retries(self, fn: Callable[[], T], key: str) -> T:
+        """Retry a request whose response body failed mid-stream, with backoff and jitter."""
+        attempts = self._config["retries"]
+        for attempt in range(attempts):
+            try:
+                return self._call(fn, key)
+            except BackendError as e:
+                cause = e.__cause__
+                if not isinstance(cause, _stream_errors()) or attempt == attempts - 1:
+                    raise
+            except _stream_errors() as e:
+                if attempt == attempts - 1:
+                    raise BackendError(
+                        f"reading {self.url}/{key} failed {attempts} times mid-transfer: {e}"
+                    ) from e
+            time.sleep(min(0.1 * 2**attempt, 5) * (0.5 + random.random()))
+        raise AssertionError("unreachable")
+
+    # -- the protocol -----------------------------------------------------------------------
+
+    def read(self, key: str, byte_range: ByteRange | None = None) -> bytes:
+        validate_key(key)
+        header = _range_header(byte_range)
+        if header == "":
+            return b""
+
+        def get() -> bytes:
+            kwargs = {"Bucket": self.bucket, "Key": key}
+            if header:
+                kwargs["Range"] = header
+            try:
+                response = self._client.get_object(**kwargs)
+            except Exception as e:
+                if _code(e) == "InvalidRange":  # the range starts at or past the end
+                    self._client.head_object(Bucket=self.bucket, Key=key)  # exists? else 404
+                    return b""
+                raise
+            return response["Body"].read()
+
+        data = self._with_stream_retries(get, key)
+        self.stats.record("reads", bytes_read=len(data))
+        return data
+
+    def read_into(self, key: str, start: int, out: memoryview) -> int:
+        validate_key(key)
+        if len(out) == 0:
+            return 0
+
+        def get() -> int:
+            try:
+                response = self._client.get_object(
+                    Bucket=self.bucket, Key=key, Range=f"bytes={start}-{start + len(out) - 1}"
+                )
+            except Exception as e:
+                if _code(e) == "InvalidRange":
+                    self._client.head_object(Bucket=self.bucket, Key=key)
+                    return 0
+                raise
+            return _read_body_into(response["Body"], out)
+
+        done = self._with_stream_retries(get, key)
+        self.stats.record("reads", bytes_read=done)
+        return done
+
+    def write(self, key: str, parts: Iterable[Buffer], *, if_absent: bool = False) -> None:
+        validate_key(key)
+        part_size = self._config["part_size"]
+        conditional = {"IfNoneMatch": "*"} if if_absent else {}
+        pending: list[Buffer] = []
+        size = 0
+        iterator = iter(parts)
+        for part in iterator:
+            pending.append(part)
+            size += len(part)
+            if size >= part_size:
+                break
+        else:
+            body = b"".join(pending)
+            self._call(
+                lambda: self._client.put_object(
+                    Bucket=self.bucket, Key=key, Body=body, **conditional
+                ),
+                key,
+            )
+            self.stats.record("writes", bytes_written=len(body))
+            return
+        self._multipart(key, pending, size, iterator, conditional)
+
+    def _multipart(
+        self,
+        key: str,
+        first: list[Buffer],
+        first_size: int,
+        rest: Iterator[Buffer],
+        conditional: dict[str, str],
+    ) -> None:
+        client, part_size = self._client, self._config["part_size"]
+        upload_id = self._call(
+            lambda: client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"], key
+        )
+        self.stats.record("writes")
+        in_flight: list[Future] = []
+        done: list[dict[str, Any]] = []
+
+        def upload(number: int, body: bytes) -> dict[str, Any]:
+            response = self._call(
+                lambda: client.upload_part(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+                ),
+                key,
+            )
+            self.stats.record("writes", bytes_written=len(body))
+            return {"PartNumber": number, "ETag": response["ETag"]}
+
+        def submit(body: bytes) -> None:
+            # Bound memory: at most `concurrency` parts exist at once.
+            while len(in_flight) >= self._config["concurrency"]:
+                done.append(in_flight.pop(0).result())
+            in_flight.append(self._uploads.submit(upload, len(done) + len(in_flight) + 1, body))
+
+        try:
+            buffered, size = first, first_size
+            for part in rest:
+                if size >= part_size:
+                    submit(b"".join(buffered))
+                    buffered, size = [], 0
+                buffered.append(part)
+                size += len(part)
+            submit(b"".join(buffered))
+            while in_flight:
+                done.append(in_flight.pop(0).result())
+            self._call(
+                lambda: client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": done},
+                    **conditional,
+                ),
+                key,
+            )
+            self.stats.record("writes")
+        except BaseException:
+            for future in in_flight:
+                future.cancel()
+            for future in in_flight:
+                if not future.cancelled():
+                    try:
+                        future.result()
+                    except Exception:
+                        pass
+            try:
+                client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+                self.stats.record("writes")
+            except Exception:  # the original failure matters more than a failed abort
+                pass
+            raise
+
+    def delete(self, key: str) -> None:
+        self.head(key)  # S3 deletes missing keys silently; the protocol reports them
+        self._call(lambda: self._client.delete_object(Bucket=self.bucket, Key=key), key)
+        self.stats.record("deletes")
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        batch: list[str] = []
+        for key in keys:
+            batch.append(validate_key(key))
+            if len(batch) == 1000:  # DeleteObjects' limit
+                self._delete_batch(batch)
+                batch = []
+        if batch:
+            self._delete_batch(batch)
+
+    def _delete_batch(self, keys: list[str]) -> None:
+        response = self._call(
+            lambda: self._client.delete_objects(
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True},
+            ),
+            keys[0],
+        )
+        self.stats.record("deletes")
+        errors = response.get("Errors") or []
+        if errors:
+            first = errors[0]
+            raise BackendError(
+                f"deleting {len(errors)} of {len(keys)} objects failed, e.g. "
+                f"{first.get('Key')!r}: {first.get('Code')} {first.get('Message')}"
+            )
+
+    def _pages(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        pages = iter(paginator.paginate(Bucket=self.bucket, **kwargs))
+        while True:
+            page = self._call(lambda: next(pages, None), kwargs.get("Prefix", ""))
+            if page is None:
+                return
+            self.stats.record("lists")
+            yield page
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        for page in self._pages(Prefix=prefix):
+            for item in page.get("Contents", ()):
+                yield item["Key"]
+
+    def list_dir(self, prefix: str = "") -> tuple[list[str], list[str]]:
+        keys, prefixes = [], []
+        for page in self._pages(Prefix=prefix, Delimiter="/"):
+            keys.extend(item["Key"] for item in page.get("Contents", ()))
+            prefixes.extend(p["Prefix"] for p in page.get("CommonPrefixes", ()))
+        return keys, prefixes
+
+    def head(self, key: str) -> ObjectStat:
+        validate_key(key)
+        response = self._call(lambda: self._client.head_object(Bucket=self.bucket, Key=key), key)
+        self.stats.record("heads")
+        return ObjectStat(key, int(response["ContentLength"]), dict(response.get("Metadata", {})))
+
+    def copy(self, src: str, dst: str) -> None:
+        from boto3.s3.transfer import TransferConfig
+
+        validate_key(src)
+        validate_key(dst)
+        config = TransferConfig(
+            multipart_threshold=1 << 30,  # CopyObject up to 1 GiB, multipart copy past it
+            multipart_chunksize=256 << 20,
+            max_concurrency=self._config["concurrency"],
+        )
+        self._call(
+            lambda: self._client.copy(
+                {"Bucket": self.bucket, "Key": src}, self.bucket, dst, Config=config
+            ),
+            src,
+        )
+        self.stats.record("copies")
+
+
+def _code(error: BaseException) -> str:
+    response = getattr(error, "response", None) or {}
+    code = response.get("Error", {}).get("Code")
+    if code:
+        return str(code)
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return str(status) if status else ""
+
+
+def _range_header(byte_range: ByteRange | None) -> str | None:
+    """The HTTP Range header for a byte range; "" for an empty range, None for everything."""
+    if byte_range is None:
+        return None
+    if isinstance(byte_range, RangeByteRequest):
+        if byte_range.end <= byte_range.start:
+            return ""
+        return f"bytes={byte_range.start}-{byte_range.end - 1}"
+    if isinstance(byte_range, OffsetByteRequest):
+        return f"bytes={byte_range.offset}-"
+    if isinstance(byte_range, SuffixByteRequest):
+        return f"bytes=-{byte_range.suffix}" if byte_range.suffix > 0 else ""
+    raise TypeError(f"not a byte range: {byte_range!r}")
+
+
+def _read_body_into(body: Any, out: memoryview) -> int:
+    """Stream a response body into ``out`` without an intermediate copy where possible."""
+    raw = getattr(body, "_raw_stream", None)
+    readinto = getattr(raw, "readinto", None)
+    done = 0
+    while done < len(out):
+        if readinto is not None:
+            n = readinto(out[done:])
+        else:
+            data = body.read(len(out) - done)
+            n = len(data)
+            out[done : done + n] = data
+        if not n:
+            break
+        done += n
+    return done
+
+
+def from_url(url: str, options: dict[str, Any]) -> tuple[S3Backend, str]:
+    """``s3://bucket/prefix``; consumes the S3 options named in S3Backend's docstring."""
+    rest = url[len("s3://") :]
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise ValueError(f"S3 URLs name a bucket: s3://bucket/prefix, not {url!r}")
+    names = (
+        "endpoint_url", "profile", "region", "anon", "session", "path_style", "checksums",
+        "retries", "connect_timeout", "read_timeout", "part_size", "create_bucket",
+    )  # fmt: skip
+    kwargs = {name: options.pop(name) for name in names if name in options}
+    kwargs["concurrency"] = options.get("concurrency", 8)  # shared with the store: not popped
+    return S3Backend(bucket, **kwargs), prefix.strip("/")

@@ -1,0 +1,157 @@
+"""S3 backend behaviour beyond the shared conformance suite, against every real S3 server."""
+
+from __future__ import annotations
+
+import pickle
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from conftest import S3_SERVERS, make_s3_backend
+
+import ccstore
+from ccstore import BackendError
+from ccstore.backends.s3 import S3Backend
+
+
+@pytest.fixture(params=S3_SERVERS)
+def endpoint(request, s3_servers):
+    return s3_servers.endpoint(request.param)
+
+
+@pytest.fixture
+def backend(endpoint):
+    return make_s3_backend(endpoint)
+
+
+def _uploads_in_progress(backend: S3Backend) -> list:
+    response = backend._client.list_multipart_uploads(Bucket=backend.bucket)
+    return response.get("Uploads", [])
+
+
+def test_listing_past_1000_keys_paginates(backend):
+    keys = [f"many/{i:05d}" for i in range(1105)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: backend.write(k, [b"x"]), keys))
+    before = backend.stats.snapshot()
+    assert list(backend.list("many/")) == keys
+    assert (backend.stats.snapshot() - before).lists == 2
+    assert len(backend.list_dir("many/")[0]) == 1105
+    backend.delete_many(keys)  # two DeleteObjects batches
+    assert list(backend.list("many/")) == []
+
+
+def test_multipart_write_streams_parts_and_reads_back(endpoint):
+    backend = make_s3_backend(endpoint, part_size=5 << 20, concurrency=3)
+    parts = [bytes([i]) * (1 << 20) for i in range(23)]  # 23 MiB -> 5 parts
+    before = backend.stats.snapshot()
+    backend.write("big", iter(parts))
+    cost = backend.stats.snapshot() - before
+    assert cost.writes == 1 + 5 + 1  # initiate, parts, complete
+    assert cost.bytes_written == 23 << 20
+    assert backend.head("big").size == 23 << 20
+    assert backend.read(
+        "big", ccstore.backends.RangeByteRequest((22 << 20) - 1, (22 << 20) + 2)
+    ) == (b"\x15\x16\x16")
+
+
+def test_failed_multipart_write_aborts_and_keeps_old_value(endpoint):
+    backend = make_s3_backend(endpoint, part_size=5 << 20)
+    backend.write("k", [b"old value"])
+
+    def failing():
+        for _ in range(12):
+            yield b"\x00" * (1 << 20)
+        raise RuntimeError("encoder crashed mid-write")
+
+    with pytest.raises(RuntimeError, match="encoder crashed"):
+        backend.write("k", failing())
+    assert backend.read("k") == b"old value"
+    assert _uploads_in_progress(backend) == []
+    assert list(backend.list("")) == ["k"]
+
+
+def test_interrupted_store_write_leaves_no_upload(endpoint):
+    store = ccstore.Store(make_s3_backend(endpoint, part_size=5 << 20), "p")
+    store["a"] = np.zeros(10)
+    calls = []
+
+    def interrupt(done, total):
+        calls.append(done)
+        if done > 12 << 20:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        store.put("a", np.ones((64, 1 << 16), "f4"), chunks=(4, 1 << 16), progress=interrupt)
+    np.testing.assert_array_equal(store.load("a"), np.zeros(10))
+    assert _uploads_in_progress(store.backend) == []
+
+
+def test_missing_bucket_is_a_clear_error(endpoint):
+    backend = S3Backend(
+        "no-such-bucket-here", endpoint_url=endpoint.endpoint_url, region=endpoint.region
+    )
+    with pytest.raises(
+        BackendError, match=r"bucket 'no-such-bucket-here' does not exist.*create_bucket=True"
+    ):
+        backend.write("k", [b"x"])
+    assert not list_buckets_contains(endpoint, "no-such-bucket-here")
+
+
+def list_buckets_contains(endpoint, name):
+    return any(b["Name"] == name for b in endpoint.client().list_buckets().get("Buckets", []))
+
+
+def test_bucket_created_only_when_asked(endpoint):
+    S3Backend(
+        "made-on-request",
+        endpoint_url=endpoint.endpoint_url,
+        region=endpoint.region,
+        create_bucket=True,
+    )
+    assert list_buckets_contains(endpoint, "made-on-request")
+
+
+def test_credentials_never_in_url_repr_or_pickle(endpoint):
+    import boto3
+
+    secret = "not-a-real-secret-0123456789abcdef"
+    session = boto3.Session(
+        aws_access_key_id="AKIAEXAMPLE", aws_secret_access_key=secret, region_name="us-east-1"
+    )
+    backend = S3Backend("b", endpoint_url=endpoint.endpoint_url, session=session)
+    store = ccstore.Store(backend, "x")
+    for text in (store.url, repr(store), repr(backend)):
+        assert secret not in text and "AKIAEXAMPLE" not in text
+    assert secret.encode() not in pickle.dumps(store)
+
+
+def test_store_and_lazy_array_pickle_rebuild_client(backend):
+    store = ccstore.Store(backend, "pk")
+    array = np.arange(5000, dtype="i4").reshape(50, 100)
+    store.put("a", array, chunks=(10, 50))
+    clone = pickle.loads(pickle.dumps(store["a"]))
+    assert clone._store.backend._client_instance is None
+    np.testing.assert_array_equal(clone[12:37, 60], array[12:37, 60])
+
+
+def test_open_s3_url_with_options(endpoint):
+    backend = make_s3_backend(endpoint)
+    store = ccstore.open(
+        f"s3://{backend.bucket}/some/prefix",
+        endpoint_url=endpoint.endpoint_url,
+        region=endpoint.region,
+        concurrency=4,
+        compression="zstd",
+    )
+    store["k"] = {"v": 1}
+    assert store.url == f"s3://{backend.bucket}/some/prefix"
+    assert list(backend.list("")) == ["some/prefix/k"]
+    assert store.backend._config["concurrency"] == 4
+    with pytest.raises(TypeError, match="unknown option"):
+        ccstore.open("s3://b", endpoint_url=endpoint.endpoint_url, bogus=1)
+
+
+def test_part_size_below_s3_minimum_refused():
+    with pytest.raises(ValueError, match="at least 5 MiB"):
+        S3Backend("b", part_size=1 << 20)
