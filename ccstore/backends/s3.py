@@ -297,16 +297,16 @@ class S3Backend(Backend):
             if size >= part_size:
                 break
         else:
-            body = b"".join(pending)
-            self._call(
-                lambda: self._client.put_object(
-                    Bucket=self.bucket, Key=key, Body=body, **conditional
-                ),
-                key,
-            )
-            self.stats.record("writes", bytes_written=len(body))
+            self._put(key, b"".join(pending), conditional)
             return
         self._multipart(key, pending, size, iterator, conditional)
+
+    def _put(self, key: str, body: bytes, conditional: dict[str, str]) -> None:
+        self._call(
+            lambda: self._client.put_object(Bucket=self.bucket, Key=key, Body=body, **conditional),
+            key,
+        )
+        self.stats.record("writes", bytes_written=len(body))
 
     def _multipart(
         self,
