@@ -1,20 +1,23 @@
 """Benchmark plumbing: run a measurement in a fresh process, take medians, print tables.
 
-Each measurement runs in its own spawned process so its peak RSS is its own, and the
-parent aggregates the median of several runs. Figures are reported as ratios to a reference
+Each measurement runs in its own fresh process (optionally another interpreter, so peers
+with conflicting pins get their own virtualenv) so its peak RSS is its own, and the parent
+aggregates the median of several runs. Figures are reported as ratios to a reference
 in the same run: absolute times on shared machines are noise.
 """
 
 from __future__ import annotations
 
 import importlib
-import multiprocessing
+import json
 import resource
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 __all__ = ["Result", "measure", "median_of", "peak_rss", "table", "timed"]
@@ -54,16 +57,35 @@ def _run(operation: str, kwargs: dict[str, Any]) -> Result:
     return Result(seconds, peak_rss(), baseline, extra or {})
 
 
-def measure(operation: str, **kwargs: Any) -> Result:
-    """Run ``module:function(**kwargs)`` in a fresh process; it returns (seconds, extra)."""
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=context) as pool:
-        return pool.submit(_run, operation, kwargs).result()
+_CHILD = """
+import json, sys
+sys.path.insert(0, {here!r})
+from dataclasses import asdict
+from harness import _run
+result = _run({operation!r}, json.loads(sys.stdin.read()))
+print("RESULT " + json.dumps(asdict(result)))
+"""
 
 
-def median_of(runs: int, operation: str, **kwargs: Any) -> Result:
+def measure(operation: str, python: str | None = None, **kwargs: Any) -> Result:
+    """Run ``module:function(**kwargs)`` in a fresh process of ``python`` (default: this one).
+
+    The function returns (seconds, extra); ``extra`` must be JSON-able.
+    """
+    code = _CHILD.format(here=str(Path(__file__).parent), operation=operation)
+    proc = subprocess.run(
+        [python or sys.executable, "-c", code], input=json.dumps(kwargs), text=True,
+        capture_output=True, check=False,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        raise RuntimeError(f"{operation} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return Result(**json.loads(lines[-1][len("RESULT ") :]))
+
+
+def median_of(runs: int, operation: str, python: str | None = None, **kwargs: Any) -> Result:
     """The run with the median time out of ``runs`` fresh-process runs (peak RSS: the max)."""
-    results = [measure(operation, **kwargs) for _ in range(runs)]
+    results = [measure(operation, python, **kwargs) for _ in range(runs)]
     results.sort(key=lambda r: r.seconds)
     middle = results[len(results) // 2]
     middle.peak_rss = max(r.peak_rss for r in results)

@@ -89,6 +89,19 @@ class BackendConformance:
         assert backend.read_into("r", 7, memoryview(short)) == 3
         assert short[:3] == b"789"
 
+    def test_read_scatter(self, backend):
+        backend.write("r", [b"0123456789"])
+        a, b, c = bytearray(3), bytearray(0), bytearray(4)
+        assert backend.read_scatter("r", 2, [memoryview(a), memoryview(b), memoryview(c)]) == 7
+        assert (a, c) == (b"234", b"5678")
+        tail = [memoryview(bytearray(2)) for _ in range(3)]
+        assert backend.read_scatter("r", 6, tail) == 4
+        assert [bytes(t) for t in tail] == [b"67", b"89", b"\x00\x00"]
+        many = [memoryview(bytearray(1)) for _ in range(2000)]  # more than IOV_MAX
+        backend.write("m", [bytes(range(250)) * 8])
+        assert backend.read_scatter("m", 0, many) == 2000
+        assert b"".join(bytes(m) for m in many) == bytes(range(250)) * 8
+
     def test_missing_key_raises_keyerror(self, backend):
         with pytest.raises(KeyNotFoundError, match="'missing'"):
             backend.read("missing")

@@ -15,7 +15,7 @@ lazily in the process that unpickles them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -112,6 +112,24 @@ class Backend(ABC):
         data = self.read(key, RangeByteRequest(start, start + len(out)))
         out[: len(data)] = data
         return len(data)
+
+    def read_scatter(self, key: str, start: int, buffers: Sequence[memoryview]) -> int:
+        """Fill ``buffers`` in turn with consecutive bytes from ``start``; return the total.
+
+        Lets readers place one byte range straight into many destinations (the rows of a
+        chunk inside a larger array) without an intermediate copy. The default reads into one
+        temporary buffer and copies; backends that can scatter (``preadv``, streamed
+        responses) override it.
+        """
+        total = sum(len(b) for b in buffers)
+        scratch = memoryview(bytearray(total))
+        done = self.read_into(key, start, scratch)
+        offset = 0
+        for buffer in buffers:
+            n = max(min(len(buffer), done - offset), 0)
+            buffer[:n] = scratch[offset : offset + n]
+            offset += len(buffer)
+        return done
 
     @abstractmethod
     def write(self, key: str, parts: Iterable[Buffer], *, if_absent: bool = False) -> None:

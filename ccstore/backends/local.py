@@ -6,7 +6,7 @@ import errno
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -21,6 +21,8 @@ from .base import (
 )
 
 __all__ = ["LocalBackend", "from_url"]
+
+_IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 16
 
 
 class LocalBackend(Backend):
@@ -69,18 +71,26 @@ class LocalBackend(Backend):
         return data
 
     def read_into(self, key: str, start: int, out: memoryview) -> int:
+        return self.read_scatter(key, start, [out])
+
+    def read_scatter(self, key: str, start: int, buffers: Sequence[memoryview]) -> int:
         path = self._path(key)
         try:
             fd = os.open(path, os.O_RDONLY)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise KeyNotFoundError(key, self.url) from None
         done = 0
+        pending = [b for b in buffers if len(b)]
         try:
-            while done < len(out):
-                n = os.preadv(fd, [out[done:]], start + done)
+            while pending:
+                n = os.preadv(fd, pending[:_IOV_MAX], start + done)
                 if n == 0:
                     break
                 done += n
+                while pending and n >= len(pending[0]):  # drop filled buffers, trim a partial one
+                    n -= len(pending.pop(0))
+                if n:
+                    pending[0] = pending[0][n:]
         finally:
             os.close(fd)
         self.stats.record("reads", bytes_read=done)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -264,21 +264,31 @@ class S3Backend(Backend):
         return data
 
     def read_into(self, key: str, start: int, out: memoryview) -> int:
+        return self.read_scatter(key, start, [out])
+
+    def read_scatter(self, key: str, start: int, buffers: Sequence[memoryview]) -> int:
         validate_key(key)
-        if len(out) == 0:
+        total = sum(len(b) for b in buffers)
+        if total == 0:
             return 0
 
         def get() -> int:
             try:
                 response = self._client.get_object(
-                    Bucket=self.bucket, Key=key, Range=f"bytes={start}-{start + len(out) - 1}"
+                    Bucket=self.bucket, Key=key, Range=f"bytes={start}-{start + total - 1}"
                 )
             except Exception as e:
                 if _code(e) == "InvalidRange":
                     self._client.head_object(Bucket=self.bucket, Key=key)
                     return 0
                 raise
-            return _read_body_into(response["Body"], out)
+            done = 0
+            for buffer in buffers:
+                n = _read_body_into(response["Body"], buffer)
+                done += n
+                if n < len(buffer):
+                    break
+            return done
 
         done = self._with_stream_retries(get, key)
         self.stats.record("reads", bytes_read=done)

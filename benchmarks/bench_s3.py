@@ -1,0 +1,164 @@
+"""ccstore vs cottoncandy 0.4.0, s3fs + numpy, obstore and plain boto3 on one S3 server.
+
+Same server, same run: a large float32 array (default 1 GiB) up and down, many small 4 KiB
+arrays put and get, and a row of the large array. Every measurement runs in a fresh process
+(peers with conflicting pins in their own virtualenv, see envs.py) behind a counting proxy, so
+requests and bytes on the wire are measured, not estimated. Writes a table and a plot into
+docs/benchmarks.md and docs/img/.
+
+    python benchmarks/bench_s3.py                 # starts Ceph RGW (falls back to moto)
+    python benchmarks/bench_s3.py --server moto --mib 256 --small 1000
+    python benchmarks/bench_s3.py --endpoint https://s3.example.org   # your own endpoint
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+
+import envs  # noqa: E402
+from harness import median_of, table  # noqa: E402
+from report import write_section  # noqa: E402
+from s3_peers import LIBRARIES  # noqa: E402
+
+ENV_OF = {"ccstore": None, "cottoncandy": "cottoncandy", "s3fs": "peers", "obstore": "peers",
+          "boto3": "peers"}
+
+
+def start_server(name: str):
+    import s3_servers
+
+    base = Path(tempfile.mkdtemp(prefix="ccstore-bench-s3-"))
+    start = s3_servers.SERVERS[name]
+    return start() if name == "moto" else start(base)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--server", default="ceph", help="moto, ceph or seaweedfs")
+    parser.add_argument("--endpoint", help="benchmark this endpoint instead of starting a server")
+    parser.add_argument("--mib", type=int, default=1024, help="large array size (MiB)")
+    parser.add_argument("--small", type=int, default=10_000, help="number of 4 KiB arrays")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--libraries", default=",".join(LIBRARIES))
+    parser.add_argument("--no-docs", action="store_true")
+    args = parser.parse_args()
+    libraries = args.libraries.split(",")
+
+    import boto3
+    from faultproxy import FaultProxy
+
+    stop = None
+    if args.endpoint:
+        upstream, server = args.endpoint, "your endpoint"
+    else:
+        endpoint, stop = start_server(args.server)
+        upstream, server = endpoint.endpoint_url, args.server
+    try:
+        with FaultProxy(upstream) as proxy:
+            bucket = f"bench-{uuid.uuid4().hex[:12]}"
+            boto3.client("s3", endpoint_url=upstream, region_name="us-east-1").create_bucket(
+                Bucket=bucket)
+            rows = run(proxy, bucket, libraries, args)
+    finally:
+        if stop is not None:
+            stop()
+    report(rows, server, args)
+
+
+def run(proxy, bucket: str, libraries: list[str], args) -> list[dict]:
+    nbytes = args.mib << 20
+    side = int((nbytes // 4) ** 0.5)
+    shape = [nbytes // 4 // side, side]
+    rows = []
+    for library in libraries:
+        python = envs.python_for(ENV_OF[library]) if ENV_OF[library] else None
+        key = f"{library}/large"
+        common = {"endpoint": proxy.url, "bucket": bucket}
+        for workload, op, extra, runs in (
+            ("upload", "upload", {"key": key, "nbytes": nbytes}, args.runs),
+            ("download", "download", {"key": key, "nbytes": nbytes}, args.runs),
+            ("row", "row", {"key": key, "nbytes": nbytes, "shape": shape}, args.runs),
+            ("small put", "small_put", {"prefix": f"{library}/small", "count": args.small}, 1),
+            ("small get", "small_get", {"prefix": f"{library}/small", "count": args.small}, 1),
+        ):
+            before = proxy.stats.snapshot()
+            result = median_of(runs, f"s3_peers:{library}_{op}", python, **common, **extra)
+            wire = proxy.stats.snapshot() - before
+            rows.append({
+                "library": library, "workload": workload, "seconds": result.seconds,
+                "rss": result.peak_rss - result.baseline_rss, "requests": wire.requests / runs,
+                "bytes": (wire.bytes_in + wire.bytes_out) / runs, "nbytes": nbytes,
+                "count": args.small,
+            })
+            print(f"{library:12s} {workload:10s} {result.seconds:8.3f} s  "
+                  f"{wire.requests / runs:8.0f} requests", flush=True)
+    return rows
+
+
+def report(rows: list[dict], server: str, args) -> None:
+    best = {}
+    for r in rows:
+        if r["library"] == "ccstore":
+            best[r["workload"]] = r["seconds"]
+    lines = []
+    for r in rows:
+        if r["workload"] in ("upload", "download"):
+            rate = f"{r['nbytes'] / r['seconds'] / 2**20:,.0f} MiB/s"
+        elif r["workload"] == "row":
+            rate = f"{r['seconds'] * 1e3:,.1f} ms"
+        else:
+            rate = f"{r['count'] / r['seconds']:,.0f} objects/s"
+        per = r["requests"] / r["count"] if r["workload"].startswith("small") else r["requests"]
+        lines.append([r["workload"], r["library"], rate,
+                      f"{r['seconds'] / best[r['workload']]:.2f}x",
+                      f"{r['rss'] / 2**20:,.0f}", f"{per:,.1f}", f"{r['bytes'] / 2**20:,.2f}"])
+    lines.sort(key=lambda line: (line[0], line[1] != "ccstore"))
+    text = (
+        f"Server: {server} on 127.0.0.1, through a counting proxy. Large array: {args.mib} MiB "
+        f"float32; small: {args.small} x 4 KiB arrays, one at a time; row: one row of the "
+        f"large array. Time ratio = library time / ccstore time (> 1: ccstore faster); median "
+        f"of {args.runs} fresh-process runs for the large array, 1 for small objects.\n\n"
+        + table(["workload", "library", "throughput", "time vs ccstore", "peak RSS above start "
+                 "(MiB)", "requests (per object for small)", "MiB on the wire"], lines)
+    )
+    print(text)
+    if not args.no_docs:
+        plot(rows, HERE.parent / "docs" / "img" / "bench_s3.png")
+        write_section("bench_s3", "S3: ccstore vs cottoncandy, s3fs, obstore, boto3",
+                      text + "\n\n![S3 benchmark](img/bench_s3.png)")
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workloads = ["upload", "download", "small put", "small get"]
+    libraries = list(dict.fromkeys(r["library"] for r in rows))
+    fig, axes = plt.subplots(1, len(workloads), figsize=(4 * len(workloads), 3.2))
+    for ax, workload in zip(axes, workloads):
+        values = []
+        for library in libraries:
+            r = next(r for r in rows if r["library"] == library and r["workload"] == workload)
+            values.append(r["nbytes"] / r["seconds"] / 2**20 if workload in ("upload", "download")
+                          else r["count"] / r["seconds"])
+        ax.bar(libraries, values, color=["#d62728" if lib == "ccstore" else "#7f7f7f"
+                                         for lib in libraries])
+        ax.set_title(workload)
+        ax.set_ylabel("MiB/s" if workload in ("upload", "download") else "objects/s")
+        ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    main()

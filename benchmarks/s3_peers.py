@@ -1,0 +1,326 @@
+"""S3 benchmark operations, one function per (library, workload), each run in a fresh process.
+
+Every function takes the endpoint, bucket and key, does its setup outside the timer, times the
+transfer only, and returns ``(seconds, extra)``. Each library is used the way its own
+documentation recommends, with its transfer settings tuned where it has any. Credentials come
+from the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) in every process.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+
+import numpy as np
+
+REGION = "us-east-1"
+CONCURRENCY = 8
+
+
+def _array(nbytes: int) -> np.ndarray:
+    return np.random.default_rng(0).standard_normal(nbytes // 4, dtype=np.float32)
+
+
+def _keys() -> tuple[str, str]:
+    return os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - t0, value
+
+
+# -- ccstore -------------------------------------------------------------------------------
+
+
+def _ccstore(endpoint: str, bucket: str):
+    import ccstore
+
+    return ccstore.open(f"s3://{bucket}", endpoint_url=endpoint, region=REGION,
+                        concurrency=CONCURRENCY, progress=False)
+
+
+def ccstore_upload(endpoint: str, bucket: str, key: str, nbytes: int):
+    store, array = _ccstore(endpoint, bucket), _array(nbytes)
+    return _timed(lambda: store.__setitem__(key, array))[0], {}
+
+
+def ccstore_download(endpoint: str, bucket: str, key: str, nbytes: int):
+    store = _ccstore(endpoint, bucket)
+    seconds, array = _timed(lambda: store.load(key))
+    assert array.nbytes == nbytes
+    return seconds, {}
+
+
+def ccstore_row(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int]):
+    store = _ccstore(endpoint, bucket)
+    seconds, row = _timed(lambda: store[key][shape[0] // 3])
+    return seconds, {"values": int(row.size)}
+
+
+def ccstore_small_put(endpoint: str, bucket: str, prefix: str, count: int):
+    store, value = _ccstore(endpoint, bucket), np.arange(1024, dtype=np.float32)
+    return _timed(lambda: [store.__setitem__(f"{prefix}/{i}", value) for i in range(count)])[0], {}
+
+
+def ccstore_small_get(endpoint: str, bucket: str, prefix: str, count: int):
+    store = _ccstore(endpoint, bucket)
+    return _timed(lambda: [store.load(f"{prefix}/{i}") for i in range(count)])[0], {}
+
+
+# -- cottoncandy 0.4.0 (upload_raw_array / download_raw_array) ---------------------------
+
+
+def _cottoncandy(endpoint: str, bucket: str):
+    import cottoncandy
+
+    access, secret = _keys()
+    return cottoncandy.get_interface(bucket, ACCESS_KEY=access, SECRET_KEY=secret,
+                                     endpoint_url=endpoint, verbose=False)
+
+
+def cottoncandy_upload(endpoint: str, bucket: str, key: str, nbytes: int):
+    cci, array = _cottoncandy(endpoint, bucket), _array(nbytes)
+    return _timed(lambda: cci.upload_raw_array(key, array))[0], {}
+
+
+def cottoncandy_download(endpoint: str, bucket: str, key: str, nbytes: int):
+    cci = _cottoncandy(endpoint, bucket)
+    seconds, array = _timed(lambda: cci.download_raw_array(key))
+    assert array.nbytes == nbytes
+    return seconds, {}
+
+
+def cottoncandy_row(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int]):
+    cci = _cottoncandy(endpoint, bucket)  # no partial reads: the whole array comes down
+    seconds, array = _timed(lambda: cci.download_raw_array(key).reshape(shape)[shape[0] // 3])
+    return seconds, {"values": int(array.size)}
+
+
+def cottoncandy_small_put(endpoint: str, bucket: str, prefix: str, count: int):
+    cci, value = _cottoncandy(endpoint, bucket), np.arange(1024, dtype=np.float32)
+    return _timed(lambda: [cci.upload_raw_array(f"{prefix}/{i}", value) for i in range(count)])[0], {}
+
+
+def cottoncandy_small_get(endpoint: str, bucket: str, prefix: str, count: int):
+    cci = _cottoncandy(endpoint, bucket)
+    return _timed(lambda: [cci.download_raw_array(f"{prefix}/{i}") for i in range(count)])[0], {}
+
+
+# -- s3fs + numpy (np.save into fs.open, np.load) ------------------------------------------
+
+
+def _s3fs(endpoint: str):
+    import s3fs
+
+    access, secret = _keys()
+    return s3fs.S3FileSystem(key=access, secret=secret, endpoint_url=endpoint,
+                             client_kwargs={"region_name": REGION},
+                             max_concurrency=CONCURRENCY)
+
+
+def s3fs_upload(endpoint: str, bucket: str, key: str, nbytes: int):
+    fs, array = _s3fs(endpoint), _array(nbytes)
+
+    def save():
+        with fs.open(f"{bucket}/{key}", "wb", block_size=8 << 20) as f:
+            np.save(f, array)
+
+    return _timed(save)[0], {}
+
+
+def s3fs_download(endpoint: str, bucket: str, key: str, nbytes: int):
+    fs = _s3fs(endpoint)
+
+    def load():
+        with fs.open(f"{bucket}/{key}", "rb", block_size=8 << 20) as f:
+            return np.load(f)
+
+    seconds, array = _timed(load)
+    assert array.nbytes == nbytes
+    return seconds, {}
+
+
+def s3fs_row(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int]):
+    """The best s3fs + numpy can do: read the .npy header, then the row's byte range."""
+    fs = _s3fs(endpoint)
+
+    def row():
+        with fs.open(f"{bucket}/{key}", "rb", block_size=1 << 16, cache_type="none") as f:
+            version = np.lib.format.read_magic(f)
+            shape_, _, dtype = np.lib.format._read_array_header(f, version)
+            start = f.tell() + shape[0] // 3 * shape_[1] * dtype.itemsize
+            data = fs.cat_file(f"{bucket}/{key}", start, start + shape_[1] * dtype.itemsize)
+            return np.frombuffer(data, dtype)
+
+    seconds, values = _timed(row)
+    return seconds, {"values": int(values.size)}
+
+
+def s3fs_small_put(endpoint: str, bucket: str, prefix: str, count: int):
+    fs, value = _s3fs(endpoint), np.arange(1024, dtype=np.float32)
+
+    def put():
+        for i in range(count):
+            with fs.open(f"{bucket}/{prefix}/{i}", "wb") as f:
+                np.save(f, value)
+
+    return _timed(put)[0], {}
+
+
+def s3fs_small_get(endpoint: str, bucket: str, prefix: str, count: int):
+    fs = _s3fs(endpoint)
+
+    def get():
+        for i in range(count):
+            with fs.open(f"{bucket}/{prefix}/{i}", "rb") as f:
+                np.load(f)
+
+    return _timed(get)[0], {}
+
+
+# -- obstore (put / get / get_range) --------------------------------------------------------
+
+
+def _obstore(endpoint: str, bucket: str):
+    from obstore.store import S3Store
+
+    access, secret = _keys()
+    return S3Store(bucket, endpoint=endpoint, access_key_id=access, secret_access_key=secret,
+                   region=REGION, virtual_hosted_style_request=False,
+                   client_options={"allow_http": True})
+
+
+def obstore_upload(endpoint: str, bucket: str, key: str, nbytes: int):
+    import obstore
+
+    store, array = _obstore(endpoint, bucket), _array(nbytes)
+    put = lambda: obstore.put(store, key, memoryview(array).cast("B"),  # noqa: E731
+                              chunk_size=8 << 20, max_concurrency=CONCURRENCY)
+    return _timed(put)[0], {}
+
+
+def obstore_download(endpoint: str, bucket: str, key: str, nbytes: int):
+    import obstore
+
+    store = _obstore(endpoint, bucket)
+    seconds, data = _timed(lambda: np.frombuffer(obstore.get(store, key).bytes(), np.float32))
+    assert data.nbytes == nbytes
+    return seconds, {}
+
+
+def obstore_row(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int]):
+    import obstore
+
+    store = _obstore(endpoint, bucket)
+    start = shape[0] // 3 * shape[1] * 4
+    seconds, data = _timed(
+        lambda: np.frombuffer(obstore.get_range(store, key, start=start, length=shape[1] * 4),
+                              np.float32))
+    return seconds, {"values": int(data.size)}
+
+
+def obstore_small_put(endpoint: str, bucket: str, prefix: str, count: int):
+    import obstore
+
+    store, value = _obstore(endpoint, bucket), np.arange(1024, dtype=np.float32).tobytes()
+    return _timed(lambda: [obstore.put(store, f"{prefix}/{i}", value) for i in range(count)])[0], {}
+
+
+def obstore_small_get(endpoint: str, bucket: str, prefix: str, count: int):
+    import obstore
+
+    store = _obstore(endpoint, bucket)
+    get = lambda: [obstore.get(store, f"{prefix}/{i}").bytes() for i in range(count)]  # noqa: E731
+    return _timed(get)[0], {}
+
+
+# -- plain boto3 (upload_fileobj / download_fileobj, tuned TransferConfig) ---------------
+
+
+def _boto3(endpoint: str):
+    import boto3
+    from boto3.s3.transfer import TransferConfig
+    from botocore.config import Config
+
+    config = Config(max_pool_connections=2 * CONCURRENCY, s3={"addressing_style": "path"},
+                    request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required")
+    transfer = TransferConfig(multipart_threshold=8 << 20, multipart_chunksize=8 << 20,
+                              max_concurrency=CONCURRENCY, use_threads=True)
+    return boto3.client("s3", endpoint_url=endpoint, region_name=REGION, config=config), transfer
+
+
+class _ArrayWriter(io.RawIOBase):
+    """A seekable file over a preallocated buffer, so downloads land without a second copy."""
+
+    def __init__(self, out: memoryview) -> None:
+        self._out, self._pos = out, 0
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._pos = offset if whence == 0 else self._pos + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def write(self, data) -> int:
+        n = len(data)
+        self._out[self._pos : self._pos + n] = data
+        self._pos += n
+        return n
+
+
+def boto3_upload(endpoint: str, bucket: str, key: str, nbytes: int):
+    client, transfer = _boto3(endpoint)
+    array = _array(nbytes)
+    upload = lambda: client.upload_fileobj(io.BytesIO(memoryview(array).cast("B")), bucket, key,  # noqa: E731
+                                           Config=transfer)
+    return _timed(upload)[0], {}
+
+
+def boto3_download(endpoint: str, bucket: str, key: str, nbytes: int):
+    client, transfer = _boto3(endpoint)
+
+    def download():
+        out = np.empty(nbytes // 4, np.float32)
+        client.download_fileobj(bucket, key, _ArrayWriter(memoryview(out).cast("B")),
+                                Config=transfer)
+        return out
+
+    return _timed(download)[0], {}
+
+
+def boto3_row(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int]):
+    client, _ = _boto3(endpoint)
+    start = shape[0] // 3 * shape[1] * 4
+    get = lambda: client.get_object(Bucket=bucket, Key=key,  # noqa: E731
+                                    Range=f"bytes={start}-{start + shape[1] * 4 - 1}")["Body"].read()
+    seconds, data = _timed(get)
+    return seconds, {"values": len(data) // 4}
+
+
+def boto3_small_put(endpoint: str, bucket: str, prefix: str, count: int):
+    client, _ = _boto3(endpoint)
+    value = np.arange(1024, dtype=np.float32).tobytes()
+    put = lambda: [client.put_object(Bucket=bucket, Key=f"{prefix}/{i}", Body=value)  # noqa: E731
+                   for i in range(count)]
+    return _timed(put)[0], {}
+
+
+def boto3_small_get(endpoint: str, bucket: str, prefix: str, count: int):
+    client, _ = _boto3(endpoint)
+    get = lambda: [client.get_object(Bucket=bucket, Key=f"{prefix}/{i}")["Body"].read()  # noqa: E731
+                   for i in range(count)]
+    return _timed(get)[0], {}
+
+
+LIBRARIES = ("ccstore", "cottoncandy", "s3fs", "obstore", "boto3")
