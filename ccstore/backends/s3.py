@@ -45,6 +45,7 @@ def _stream_errors() -> tuple[type[BaseException], ...]:
 
         _STREAM_ERRORS = (
             be.ResponseStreamingError,
+            be.IncompleteReadError,
             be.ReadTimeoutError,
             be.ConnectionClosedError,
             be.EndpointConnectionError,
@@ -69,7 +70,8 @@ class S3Backend(Backend):
     boto3 >= 1.36 from adding CRC checksums that several S3-compatible services reject; each
     ccstore chunk carries its own CRC-32C. ``retries`` bounds attempts per request (503
     SlowDown, 500, throttling, connection resets, timeouts mid-body) with exponential backoff
-    and jitter. ``part_size`` is the multipart part size; ``concurrency`` the parts in flight
+    and jitter (``retries`` counts retries after the first attempt). ``part_size`` is the
+    multipart part size; ``concurrency`` the parts in flight
     and the connection pool size. ``create_bucket=True`` creates a missing bucket.
     """
 
@@ -150,7 +152,7 @@ class S3Backend(Backend):
         path_style = c["path_style"] if c["path_style"] is not None else bool(c["endpoint_url"])
         options: dict[str, Any] = {
             "max_pool_connections": max(10, 2 * c["concurrency"]),
-            "retries": {"max_attempts": c["retries"], "mode": "standard"},
+            "retries": {"max_attempts": c["retries"], "mode": "standard"},  # retries, not total
             "connect_timeout": c["connect_timeout"],
             "read_timeout": c["read_timeout"],
             "s3": {"addressing_style": "path" if path_style else "auto"},
@@ -222,7 +224,7 @@ class S3Backend(Backend):
 
     def _with_stream_retries(self, fn: Callable[[], T], key: str) -> T:
         """Retry a request whose response body failed mid-stream, with backoff and jitter."""
-        attempts = self._config["retries"]
+        attempts = self._config["retries"] + 1
         for attempt in range(attempts):
             try:
                 return self._call(fn, key)
@@ -288,6 +290,9 @@ class S3Backend(Backend):
                 done += n
                 if n < len(buffer):
                     break
+            if done < int(response.get("ContentLength", done)):
+                # urllib3's readinto reports a connection closed mid-body as end of data
+                raise ConnectionError(f"response body ended after {done} bytes")
             return done
 
         done = self._with_stream_retries(get, key)
