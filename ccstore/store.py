@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import kinds
+from . import cottoncandy, kinds
 from .backends import backend_from_url
 from .backends.base import Backend
 from .chunking import normalize_chunks
@@ -36,6 +36,7 @@ from .transfer import Progress, ProgressOption
 __all__ = ["ObjectInfo", "Store", "open"]
 
 _UNSET: Any = object()
+_DIRECTORY: Any = object()  # _open's marker for a prefix with objects below it
 
 
 @dataclass(frozen=True)
@@ -160,14 +161,31 @@ class Store(MutableMapping[str, Any]):
         keys, prefixes = self.backend.list_dir(full_key + "/")
         return bool(keys or prefixes)
 
-    def __getitem__(self, key: str) -> Any:
+    def _open(self, key: str) -> tuple[ObjectLayout | None, Any]:
+        """(layout, None) for a ccstore object; (None, value) for data cottoncandy wrote;
+        (None, _DIRECTORY) for a prefix with objects below it; else KeyNotFoundError."""
         full = self._key(key)
         try:
-            layout = self._layout(full)
+            return self._layout(full), None
         except KeyNotFoundError:
-            if self._is_dir(full):
-                return self.sub(key)
+            keys, prefixes = self.backend.list_dir(full + "/")
+            if f"{full}/metadata.json" in keys:
+                legacy = cottoncandy.read_prefix(self.backend, full)
+                if legacy is not None:
+                    return None, legacy
+            if keys or prefixes:
+                return None, _DIRECTORY
             raise KeyNotFoundError(key, self.url) from None
+        except CorruptObjectError as error:
+            legacy = cottoncandy.read_array_object(self.backend, full)
+            if legacy is None:
+                raise error from None
+            return None, legacy
+
+    def __getitem__(self, key: str) -> Any:
+        layout, value = self._open(key)
+        if layout is None:
+            return self.sub(key) if value is _DIRECTORY else value
         if layout.kind == "array" and not layout.header["attrs"].get("scalar"):
             return LazyArray(self, key, layout)
         return self._materialize(key, layout, self.options.allow_pickle, None)
@@ -177,13 +195,9 @@ class Store(MutableMapping[str, Any]):
     ) -> Any:
         """The value under ``key``, fully read (arrays as numpy arrays, prefixes as dicts)."""
         allow = self.options.allow_pickle if allow_pickle is None else allow_pickle
-        full = self._key(key)
-        try:
-            layout = self._layout(full)
-        except KeyNotFoundError:
-            if self._is_dir(full):
-                return self._load_tree(key, allow, progress)
-            raise KeyNotFoundError(key, self.url) from None
+        layout, value = self._open(key)
+        if layout is None:
+            return self._load_tree(key, allow, progress) if value is _DIRECTORY else value
         return self._materialize(key, layout, allow, progress)
 
     def _materialize(
