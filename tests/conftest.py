@@ -80,18 +80,45 @@ def s3_servers(tmp_path_factory):
     _SERVERS.stop_all()
 
 
+_BUCKETS: list = []  # (endpoint, bucket) created by the running test
+
+
 def make_s3_backend(endpoint, **options):
-    """An S3Backend on a fresh bucket of ``endpoint``."""
+    """An S3Backend on a fresh bucket of ``endpoint``, dropped when the test ends."""
     from ccstore.backends.s3 import S3Backend
 
     bucket = f"ccstore-{uuid.uuid4().hex[:16]}"
-    return S3Backend(
+    backend = S3Backend(
         bucket,
         endpoint_url=endpoint.endpoint_url,
         region=endpoint.region,
         create_bucket=True,
         **options,
     )
+    _BUCKETS.append((endpoint, bucket))
+    return backend
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_buckets():
+    """Delete the buckets a test made: SeaweedFS gives every bucket its own volumes and runs
+    out of them after a few hundred, and Ceph's memstore keeps every object in RAM."""
+    yield
+    while _BUCKETS:
+        endpoint, bucket = _BUCKETS.pop()
+        client = endpoint.client()
+        try:
+            for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+                client.abort_multipart_upload(
+                    Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+                if keys:
+                    client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+            client.delete_bucket(Bucket=bucket)
+        except Exception:  # a server already stopped, or a bucket a test removed itself
+            pass
 
 
 def _s3(name):
