@@ -31,8 +31,9 @@ _NPY_MAGIC = b"\x93NUMPY"
 def read_array_object(backend: Backend, key: str) -> np.ndarray | None:
     """The array in a cottoncandy raw-array or ``.npy`` object, or None if it is neither."""
     meta = {k.lower(): v for k, v in backend.head(key).metadata.items()}
-    if "dtype" in meta and "shape" in meta:
-        return _raw_array(key, backend.read(key), meta)
+    if "dtype" in meta and ("shape" in meta or "order" in meta):
+        # Some services (SeaweedFS) drop empty metadata values: a 0-d array's shape is "".
+        return _raw_array(key, backend.read(key), {"shape": ""} | meta)
     head = backend.read(key, _first(len(_NPY_MAGIC)))
     if head == _NPY_MAGIC:
         return np.load(io.BytesIO(backend.read(key)), allow_pickle=False)

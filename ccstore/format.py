@@ -53,9 +53,10 @@ FOOTER = struct.Struct("<QQQIHH8s")
 INDEX_ENTRY = np.dtype([("offset", "<u8"), ("nbytes", "<u8"), ("checksum", "<u4")])
 
 
-def checksum(data: Any) -> int:
-    """CRC-32C (Castagnoli) of a buffer: the checksum every chunk and header carries."""
-    return crc32c.crc32c(data)
+def checksum(data: Any, value: int = 0) -> int:
+    """CRC-32C (Castagnoli) of a buffer, continuing from ``value`` (the CRC of what came
+    before): the checksum every chunk and header carries."""
+    return crc32c.crc32c(data, value)
 
 
 def dtype_to_json(dtype: np.dtype) -> Any:

@@ -11,7 +11,7 @@ import numpy as np
 
 from .backends.base import Backend
 from .errors import CorruptObjectError
-from .format import ArrayLayout, ObjectLayout, decode_chunk
+from .format import ArrayLayout, ObjectLayout, checksum, decode_chunk
 from .options import StoreOptions
 from .transfer import Progress, ProgressOption, Span, coalesce, run_all
 
@@ -99,8 +99,80 @@ def read_array(
         out[grid.region(cid)] = chunk
 
     with Progress(progress, out.nbytes, layout.key) as bar:
-        read_chunks(ctx, layout, array, range(grid.nchunks), place, bar)
+        if array.codecs or out.size == 0:
+            read_chunks(ctx, layout, array, range(grid.nchunks), place, bar)
+        else:
+            _scatter_raw_chunks(ctx, layout, array, out, bar)
     return out
+
+
+def _scatter_raw_chunks(
+    ctx: IOContext, layout: ObjectLayout, array: ArrayLayout, out: np.ndarray, bar: Progress
+) -> None:
+    """Read uncoded chunks straight into their place in ``out`` (one scatter read per span).
+
+    A raw chunk's bytes are its region of the array in the array's memory order, so each
+    contiguous run of that region in ``out`` can be a destination of the read itself: no
+    scratch buffer and no copy. The CRC is then checked over the runs in place.
+    """
+    grid = array.grid
+    flat = memoryview(out.reshape(-1, order="A").view(np.uint8))
+    chunks = []
+    for cid in range(grid.nchunks):
+        start, end = layout.chunk_range(array, cid)
+        chunks.append((cid, start, end))
+    options = ctx.options
+    spans = coalesce(chunks, options.coalesce_gap, options.max_request_bytes)
+    entries = layout.index[array.first_chunk : array.first_chunk + grid.nchunks]
+
+    def fetch(span: Span) -> None:
+        buffers, owners, position = [], [], span.start
+        for cid, start, end in span.chunks:
+            if start > position:  # a gap merged into the span: read and drop
+                buffers.append(memoryview(bytearray(start - position)))
+            runs = _runs(flat, out, grid.region(cid), array.order)
+            owners.append((cid, runs))
+            buffers.extend(runs)
+            position = end
+        cached = layout.cached(span.start, span.end)
+        if cached is not None:
+            offset = 0
+            for buffer in buffers:
+                buffer[:] = cached[offset : offset + len(buffer)]
+                offset += len(buffer)
+        elif ctx.backend.read_scatter(layout.key, span.start, buffers) != span.end - span.start:
+            raise CorruptObjectError(layout.key, "object is shorter than its chunk index says")
+        for cid, runs in owners:
+            crc = 0
+            for run in runs:
+                crc = checksum(run, crc)
+            if crc != entries[cid]["checksum"]:
+                raise CorruptObjectError(
+                    layout.key, f"checksum mismatch in chunk {cid} of {array.name!r}"
+                )
+            bar.update(sum(len(run) for run in runs))
+
+    run_all(ctx.executor, fetch, spans)
+
+
+def _runs(flat: memoryview, out: np.ndarray, region: tuple[slice, ...], order: str) -> list:
+    """The contiguous byte runs of ``out[region]`` inside ``flat``, in memory order."""
+    shape, bounds = list(out.shape), list(region)
+    if order == "F":
+        shape, bounds = shape[::-1], bounds[::-1]
+    if not shape:
+        return [flat]
+    itemsize = out.dtype.itemsize
+    strides = [itemsize * int(np.prod(shape[i + 1 :])) for i in range(len(shape))]
+    k = len(shape) - 1
+    while k > 0 and bounds[k].start == 0 and bounds[k].stop == shape[k]:
+        k -= 1  # axes the region spans whole fold into one longer run
+    length = (bounds[k].stop - bounds[k].start) * strides[k]
+    starts = np.zeros(1, dtype=np.int64) + bounds[k].start * strides[k]
+    for axis in range(k - 1, -1, -1):
+        offsets = np.arange(bounds[axis].start, bounds[axis].stop, dtype=np.int64) * strides[axis]
+        starts = (offsets[:, None] + starts[None, :]).reshape(-1)
+    return [flat[s : s + length] for s in starts.tolist()]
 
 
 def read_arrays(

@@ -158,8 +158,7 @@ class Store(MutableMapping[str, Any]):
         return read_layout(self.backend, full_key, self.options.tail_bytes)
 
     def _is_dir(self, full_key: str) -> bool:
-        keys, prefixes = self.backend.list_dir(full_key + "/")
-        return bool(keys or prefixes)
+        return self.backend.has_prefix(full_key + "/")
 
     def _open(self, key: str) -> tuple[ObjectLayout | None, Any]:
         """(layout, None) for a ccstore object; (None, value) for data cottoncandy wrote;
@@ -173,7 +172,7 @@ class Store(MutableMapping[str, Any]):
                 legacy = cottoncandy.read_prefix(self.backend, full)
                 if legacy is not None:
                     return None, legacy
-            if keys or prefixes:
+            if keys or (prefixes and self._is_dir(full)):
                 return None, _DIRECTORY
             raise KeyNotFoundError(key, self.url) from None
         except CorruptObjectError as error:

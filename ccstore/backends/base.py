@@ -161,7 +161,15 @@ class Backend(ABC):
 
     @abstractmethod
     def list_dir(self, prefix: str = "") -> tuple[list[str], list[str]]:
-        """One level below ``prefix`` ('/' as delimiter): (keys, sub-prefixes ending in '/')."""
+        """One level below ``prefix`` ('/' as delimiter): (keys, sub-prefixes ending in '/').
+
+        Services that keep emptied folders (SeaweedFS) may report sub-prefixes with no objects
+        left below them; ``has_prefix`` tells for sure.
+        """
+
+    def has_prefix(self, prefix: str) -> bool:
+        """Whether at least one object's key starts with ``prefix``."""
+        return next(iter(self.list(prefix)), None) is not None
 
     @abstractmethod
     def head(self, key: str) -> ObjectStat:

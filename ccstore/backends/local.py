@@ -171,6 +171,13 @@ class LocalBackend(Backend):
         found.sort(key=_utf8)
         yield from found
 
+    def has_prefix(self, prefix: str) -> bool:
+        if prefix.endswith("/"):  # a directory: empty ones are pruned on delete
+            directory = self.root.joinpath(*prefix.rstrip("/").split("/"))
+            self.stats.record("lists")
+            return directory.is_dir() and any(True for _ in directory.iterdir())
+        return super().has_prefix(prefix)
+
     def list_dir(self, prefix: str = "") -> tuple[list[str], list[str]]:
         self.stats.record("lists")
         base, _, stem = prefix.rpartition("/")

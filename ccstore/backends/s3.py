@@ -436,9 +436,16 @@ class S3Backend(Backend):
             yield page
 
     def list(self, prefix: str = "") -> Iterator[str]:
-        for page in self._pages(Prefix=prefix):
-            for item in page.get("Contents", ()):
-                yield item["Key"]
+        # Some services (SeaweedFS) list in their own tree order rather than S3's key order.
+        keys = [
+            item["Key"] for page in self._pages(Prefix=prefix) for item in page.get("Contents", ())
+        ]
+        keys.sort(key=lambda k: k.encode("utf-8", "surrogatepass"))
+        yield from keys
+
+    def has_prefix(self, prefix: str) -> bool:
+        page = next(self._pages(Prefix=prefix, MaxKeys=1), {})
+        return bool(page.get("Contents"))
 
     def list_dir(self, prefix: str = "") -> tuple[list[str], list[str]]:
         keys, prefixes = [], []
