@@ -74,8 +74,11 @@ def measure(operation: str, python: str | None = None, **kwargs: Any) -> Result:
     """
     code = _CHILD.format(here=str(Path(__file__).parent), operation=operation)
     proc = subprocess.run(
-        [python or sys.executable, "-c", code], input=json.dumps(kwargs), text=True,
-        capture_output=True, check=False,
+        [python or sys.executable, "-c", code],
+        input=json.dumps(kwargs),
+        text=True,
+        capture_output=True,
+        check=False,
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode or not lines:

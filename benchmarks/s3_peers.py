@@ -38,8 +38,13 @@ def _timed(fn):
 def _ccstore(endpoint: str, bucket: str):
     import ccstore
 
-    return ccstore.open(f"s3://{bucket}", endpoint_url=endpoint, region=REGION,
-                        concurrency=CONCURRENCY, progress=False)
+    return ccstore.open(
+        f"s3://{bucket}",
+        endpoint_url=endpoint,
+        region=REGION,
+        concurrency=CONCURRENCY,
+        progress=False,
+    )
 
 
 def ccstore_upload(endpoint: str, bucket: str, key: str, nbytes: int):
@@ -77,8 +82,9 @@ def _cottoncandy(endpoint: str, bucket: str):
     import cottoncandy
 
     access, secret = _keys()
-    return cottoncandy.get_interface(bucket, ACCESS_KEY=access, SECRET_KEY=secret,
-                                     endpoint_url=endpoint, verbose=False)
+    return cottoncandy.get_interface(
+        bucket, ACCESS_KEY=access, SECRET_KEY=secret, endpoint_url=endpoint, verbose=False
+    )
 
 
 def cottoncandy_upload(endpoint: str, bucket: str, key: str, nbytes: int):
@@ -101,7 +107,9 @@ def cottoncandy_row(endpoint: str, bucket: str, key: str, nbytes: int, shape: li
 
 def cottoncandy_small_put(endpoint: str, bucket: str, prefix: str, count: int):
     cci, value = _cottoncandy(endpoint, bucket), np.arange(1024, dtype=np.float32)
-    return _timed(lambda: [cci.upload_raw_array(f"{prefix}/{i}", value) for i in range(count)])[0], {}
+    return _timed(lambda: [cci.upload_raw_array(f"{prefix}/{i}", value) for i in range(count)])[
+        0
+    ], {}
 
 
 def cottoncandy_small_get(endpoint: str, bucket: str, prefix: str, count: int):
@@ -116,9 +124,13 @@ def _s3fs(endpoint: str):
     import s3fs
 
     access, secret = _keys()
-    return s3fs.S3FileSystem(key=access, secret=secret, endpoint_url=endpoint,
-                             client_kwargs={"region_name": REGION},
-                             max_concurrency=CONCURRENCY)
+    return s3fs.S3FileSystem(
+        key=access,
+        secret=secret,
+        endpoint_url=endpoint,
+        client_kwargs={"region_name": REGION},
+        max_concurrency=CONCURRENCY,
+    )
 
 
 def s3fs_upload(endpoint: str, bucket: str, key: str, nbytes: int):
@@ -188,17 +200,28 @@ def _obstore(endpoint: str, bucket: str):
     from obstore.store import S3Store
 
     access, secret = _keys()
-    return S3Store(bucket, endpoint=endpoint, access_key_id=access, secret_access_key=secret,
-                   region=REGION, virtual_hosted_style_request=False,
-                   client_options={"allow_http": True})
+    return S3Store(
+        bucket,
+        endpoint=endpoint,
+        access_key_id=access,
+        secret_access_key=secret,
+        region=REGION,
+        virtual_hosted_style_request=False,
+        client_options={"allow_http": True},
+    )
 
 
 def obstore_upload(endpoint: str, bucket: str, key: str, nbytes: int):
     import obstore
 
     store, array = _obstore(endpoint, bucket), _array(nbytes)
-    put = lambda: obstore.put(store, key, memoryview(array).cast("B"),  # noqa: E731
-                              chunk_size=8 << 20, max_concurrency=CONCURRENCY)
+    put = lambda: obstore.put(
+        store,
+        key,
+        memoryview(array).cast("B"),
+        chunk_size=8 << 20,
+        max_concurrency=CONCURRENCY,
+    )
     return _timed(put)[0], {}
 
 
@@ -217,8 +240,10 @@ def obstore_row(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[i
     store = _obstore(endpoint, bucket)
     start = shape[0] // 3 * shape[1] * 4
     seconds, data = _timed(
-        lambda: np.frombuffer(obstore.get_range(store, key, start=start, length=shape[1] * 4),
-                              np.float32))
+        lambda: np.frombuffer(
+            obstore.get_range(store, key, start=start, length=shape[1] * 4), np.float32
+        )
+    )
     return seconds, {"values": int(data.size)}
 
 
@@ -233,7 +258,7 @@ def obstore_small_get(endpoint: str, bucket: str, prefix: str, count: int):
     import obstore
 
     store = _obstore(endpoint, bucket)
-    get = lambda: [obstore.get(store, f"{prefix}/{i}").bytes() for i in range(count)]  # noqa: E731
+    get = lambda: [obstore.get(store, f"{prefix}/{i}").bytes() for i in range(count)]
     return _timed(get)[0], {}
 
 
@@ -245,11 +270,18 @@ def _boto3(endpoint: str):
     from boto3.s3.transfer import TransferConfig
     from botocore.config import Config
 
-    config = Config(max_pool_connections=2 * CONCURRENCY, s3={"addressing_style": "path"},
-                    request_checksum_calculation="when_required",
-                    response_checksum_validation="when_required")
-    transfer = TransferConfig(multipart_threshold=8 << 20, multipart_chunksize=8 << 20,
-                              max_concurrency=CONCURRENCY, use_threads=True)
+    config = Config(
+        max_pool_connections=2 * CONCURRENCY,
+        s3={"addressing_style": "path"},
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    transfer = TransferConfig(
+        multipart_threshold=8 << 20,
+        multipart_chunksize=8 << 20,
+        max_concurrency=CONCURRENCY,
+        use_threads=True,
+    )
     return boto3.client("s3", endpoint_url=endpoint, region_name=REGION, config=config), transfer
 
 
@@ -282,8 +314,12 @@ class _ArrayWriter(io.RawIOBase):
 def boto3_upload(endpoint: str, bucket: str, key: str, nbytes: int):
     client, transfer = _boto3(endpoint)
     array = _array(nbytes)
-    upload = lambda: client.upload_fileobj(io.BytesIO(memoryview(array).cast("B")), bucket, key,  # noqa: E731
-                                           Config=transfer)
+    upload = lambda: client.upload_fileobj(
+        io.BytesIO(memoryview(array).cast("B")),
+        bucket,
+        key,
+        Config=transfer,
+    )
     return _timed(upload)[0], {}
 
 
@@ -292,8 +328,9 @@ def boto3_download(endpoint: str, bucket: str, key: str, nbytes: int):
 
     def download():
         out = np.empty(nbytes // 4, np.float32)
-        client.download_fileobj(bucket, key, _ArrayWriter(memoryview(out).cast("B")),
-                                Config=transfer)
+        client.download_fileobj(
+            bucket, key, _ArrayWriter(memoryview(out).cast("B")), Config=transfer
+        )
         return out
 
     return _timed(download)[0], {}
@@ -302,8 +339,11 @@ def boto3_download(endpoint: str, bucket: str, key: str, nbytes: int):
 def boto3_row(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int]):
     client, _ = _boto3(endpoint)
     start = shape[0] // 3 * shape[1] * 4
-    get = lambda: client.get_object(Bucket=bucket, Key=key,  # noqa: E731
-                                    Range=f"bytes={start}-{start + shape[1] * 4 - 1}")["Body"].read()
+    get = lambda: client.get_object(
+        Bucket=bucket,
+        Key=key,
+        Range=f"bytes={start}-{start + shape[1] * 4 - 1}",
+    )["Body"].read()
     seconds, data = _timed(get)
     return seconds, {"values": len(data) // 4}
 
@@ -311,15 +351,17 @@ def boto3_row(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int
 def boto3_small_put(endpoint: str, bucket: str, prefix: str, count: int):
     client, _ = _boto3(endpoint)
     value = np.arange(1024, dtype=np.float32).tobytes()
-    put = lambda: [client.put_object(Bucket=bucket, Key=f"{prefix}/{i}", Body=value)  # noqa: E731
-                   for i in range(count)]
+    put = lambda: [
+        client.put_object(Bucket=bucket, Key=f"{prefix}/{i}", Body=value) for i in range(count)
+    ]
     return _timed(put)[0], {}
 
 
 def boto3_small_get(endpoint: str, bucket: str, prefix: str, count: int):
     client, _ = _boto3(endpoint)
-    get = lambda: [client.get_object(Bucket=bucket, Key=f"{prefix}/{i}")["Body"].read()  # noqa: E731
-                   for i in range(count)]
+    get = lambda: [
+        client.get_object(Bucket=bucket, Key=f"{prefix}/{i}")["Body"].read() for i in range(count)
+    ]
     return _timed(get)[0], {}
 
 

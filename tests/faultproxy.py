@@ -134,6 +134,12 @@ class FaultProxy:
             def log_message(self, *args: object) -> None:  # quiet
                 pass
 
+            def setup(self) -> None:
+                super().setup()
+                # headers and body go out in separate writes: without this, Nagle's algorithm
+                # and the client's delayed ACK stall every small response by ~40 ms
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
             def _body(self) -> bytes:
                 if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
                     data = bytearray()
