@@ -24,7 +24,15 @@ __all__ = ["Result", "measure", "median_of", "peak_rss", "table", "timed"]
 
 
 def peak_rss() -> int:
-    """Peak resident set size of this process so far, in bytes (Linux reports KiB)."""
+    """Peak resident set size of this process image, in bytes.
+
+    VmHWM, not getrusage's ru_maxrss: the latter survives exec, so a child would report the
+    peak of the parent it was forked from.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
