@@ -26,7 +26,7 @@ from zarr.abc.store import (
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
 from .backends import base
-from .errors import KeyExistsError, KeyNotFoundError
+from .errors import InvalidKeyError, KeyExistsError, KeyNotFoundError
 from .store import Store as CCStore
 from .store import open as open_store
 
@@ -144,7 +144,7 @@ class ZarrStore(Store):
         await self._ensure_open()
         try:
             data = await self._call(self._backend.read, self._full(key), _byte_range(byte_range))
-        except KeyNotFoundError:
+        except (KeyNotFoundError, InvalidKeyError):  # a key no backend can hold is absent
             return None
         return prototype.buffer.from_bytes(data)
 
@@ -156,13 +156,16 @@ class ZarrStore(Store):
 
     async def exists(self, key: str) -> bool:
         await self._ensure_open()
-        return bool(await self._call(self._backend.exists, self._full(key)))
+        try:
+            return bool(await self._call(self._backend.exists, self._full(key)))
+        except InvalidKeyError:
+            return False
 
     async def getsize(self, key: str) -> int:
         await self._ensure_open()
         try:
             return int((await self._call(self._backend.head, self._full(key))).size)
-        except KeyNotFoundError:
+        except (KeyNotFoundError, InvalidKeyError):
             raise FileNotFoundError(key) from None
 
     # -- writing ------------------------------------------------------------------------------
@@ -216,7 +219,7 @@ class ZarrStore(Store):
         prototype = prototype or default_buffer_prototype()
         try:
             data = self._backend.read(self._full(key), _byte_range(byte_range))
-        except KeyNotFoundError:
+        except (KeyNotFoundError, InvalidKeyError):
             return None
         return prototype.buffer.from_bytes(data)
 

@@ -66,15 +66,17 @@ class TestS3(_Conformance):
 
 def test_stateful_machines(tmp_path):
     from hypothesis import settings
+    from hypothesis.stateful import run_state_machine_as_test
     from zarr.testing.stateful import ZarrHierarchyStateMachine, ZarrStoreStateMachine
 
+    budget = settings(max_examples=15, stateful_step_count=10, deadline=None)
     for url in ("memory://", str(tmp_path / "stateful")):
         store = ZarrStore(url)
-        settings_ = settings(max_examples=15, stateful_step_count=10, deadline=None)
-        from hypothesis.stateful import run_state_machine_as_test
-
-        run_state_machine_as_test(lambda s=store: ZarrStoreStateMachine(s), settings=settings_)
-        run_state_machine_as_test(lambda s=store: ZarrHierarchyStateMachine(s), settings=settings_)
+        run_state_machine_as_test(lambda s=store: ZarrHierarchyStateMachine(s), settings=budget)
+    # The raw key machine writes keys such as "0" and "0/0/0" together, which no directory can
+    # hold (zarr's own LocalStore fails the same way); zarr runs it on memory stores.
+    memory = ZarrStore("memory://")
+    run_state_machine_as_test(lambda: ZarrStoreStateMachine(memory), settings=budget)
 
 
 def test_zarr_roundtrip_sharded_zstd(tmp_path):
