@@ -29,6 +29,7 @@ __all__ = [
     "OffsetByteRequest",
     "RangeByteRequest",
     "SuffixByteRequest",
+    "http_range",
     "resolve_range",
 ]
 
@@ -77,6 +78,22 @@ def resolve_range(byte_range: ByteRange, size: int) -> tuple[int, int]:
         return min(byte_range.offset, size), size
     if isinstance(byte_range, SuffixByteRequest):
         return max(size - byte_range.suffix, 0), size
+    raise TypeError(f"not a byte range: {byte_range!r}")
+
+
+def http_range(byte_range: ByteRange | None) -> str | None:
+    """The HTTP ``Range`` header value for a byte range: None for the whole object, "" for a
+    range that is empty (no request needed)."""
+    if byte_range is None:
+        return None
+    if isinstance(byte_range, RangeByteRequest):
+        if byte_range.end <= byte_range.start:
+            return ""
+        return f"bytes={byte_range.start}-{byte_range.end - 1}"
+    if isinstance(byte_range, OffsetByteRequest):
+        return f"bytes={byte_range.offset}-"
+    if isinstance(byte_range, SuffixByteRequest):
+        return f"bytes=-{byte_range.suffix}" if byte_range.suffix > 0 else ""
     raise TypeError(f"not a byte range: {byte_range!r}")
 
 

@@ -24,9 +24,7 @@ from .base import (
     Buffer,
     ByteRange,
     ObjectStat,
-    OffsetByteRequest,
-    RangeByteRequest,
-    SuffixByteRequest,
+    http_range,
 )
 
 __all__ = ["DriveBackend", "from_url"]
@@ -310,7 +308,7 @@ class DriveBackend(Backend):
     # -- the protocol -----------------------------------------------------------------------
 
     def read(self, key: str, byte_range: ByteRange | None = None) -> bytes:
-        header = _range_header(byte_range)
+        header = http_range(byte_range)
         if header == "":
             return b""
 
@@ -528,22 +526,6 @@ class _StreamingUpload:
 
     def to_json(self) -> str:
         raise NotImplementedError("streamed uploads cannot be serialized")
-
-
-def _range_header(byte_range: ByteRange | None) -> str | None:
-    if byte_range is None:
-        return None
-    if isinstance(byte_range, RangeByteRequest):
-        return (
-            ""
-            if byte_range.end <= byte_range.start
-            else (f"bytes={byte_range.start}-{byte_range.end - 1}")
-        )
-    if isinstance(byte_range, OffsetByteRequest):
-        return f"bytes={byte_range.offset}-"
-    if isinstance(byte_range, SuffixByteRequest):
-        return f"bytes=-{byte_range.suffix}" if byte_range.suffix > 0 else ""
-    raise TypeError(f"not a byte range: {byte_range!r}")
 
 
 def _document_at(api_url: str) -> str:

@@ -22,9 +22,7 @@ from .base import (
     Buffer,
     ByteRange,
     ObjectStat,
-    OffsetByteRequest,
-    RangeByteRequest,
-    SuffixByteRequest,
+    http_range,
 )
 
 __all__ = ["S3Backend", "from_url"]
@@ -244,7 +242,7 @@ class S3Backend(Backend):
 
     def read(self, key: str, byte_range: ByteRange | None = None) -> bytes:
         validate_key(key)
-        header = _range_header(byte_range)
+        header = http_range(byte_range)
         if header == "":
             return b""
 
@@ -486,21 +484,6 @@ def _code(error: BaseException) -> str:
         return str(code)
     status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     return str(status) if status else ""
-
-
-def _range_header(byte_range: ByteRange | None) -> str | None:
-    """The HTTP Range header for a byte range; "" for an empty range, None for everything."""
-    if byte_range is None:
-        return None
-    if isinstance(byte_range, RangeByteRequest):
-        if byte_range.end <= byte_range.start:
-            return ""
-        return f"bytes={byte_range.start}-{byte_range.end - 1}"
-    if isinstance(byte_range, OffsetByteRequest):
-        return f"bytes={byte_range.offset}-"
-    if isinstance(byte_range, SuffixByteRequest):
-        return f"bytes=-{byte_range.suffix}" if byte_range.suffix > 0 else ""
-    raise TypeError(f"not a byte range: {byte_range!r}")
 
 
 def _read_body_into(body: Any, out: memoryview) -> int:
