@@ -8,6 +8,7 @@ CCSTORE_S3_SERVERS. A server whose start script says it cannot run here is skipp
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 
@@ -136,7 +137,34 @@ def _local(request, tmp_path):
     return LocalBackend(tmp_path / "store")
 
 
-BACKEND_FACTORIES = {"memory": _memory, "local": _local}
+@pytest.fixture(scope="session")
+def fake_drive():
+    """The local fake of the Drive v2 API (tests/fake_drive), one per session."""
+    from fake_drive import FakeDrive
+
+    with FakeDrive() as drive:
+        yield drive
+
+
+def make_drive_backend(fake, **options):
+    """A DriveBackend rooted in a fresh folder of the fake, through real pydrive2 auth."""
+    from drive_client import service_account_info
+
+    from ccstore.backends.gdrive import DriveBackend
+
+    return DriveBackend(
+        f"ccstore-{uuid.uuid4().hex[:12]}",
+        credentials=json.dumps(service_account_info(fake)),
+        api_url=fake.url,
+        **({"retries": 2, "chunk_size": 256 << 10} | options),
+    )
+
+
+def _gdrive(request, tmp_path):
+    return make_drive_backend(request.getfixturevalue("fake_drive"))
+
+
+BACKEND_FACTORIES = {"memory": _memory, "local": _local, "gdrive": _gdrive}
 BACKEND_FACTORIES.update({f"s3-{name}": _s3(name) for name in S3_SERVERS})
 
 

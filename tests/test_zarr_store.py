@@ -11,7 +11,7 @@ import pytest
 
 zarr = pytest.importorskip("zarr")
 
-from conftest import S3_SERVERS, make_s3_backend  # noqa: E402
+from conftest import S3_SERVERS, make_drive_backend, make_s3_backend  # noqa: E402
 from zarr.abc.store import OffsetByteRequest, RangeByteRequest, SuffixByteRequest  # noqa: E402
 from zarr.core.buffer import cpu, default_buffer_prototype  # noqa: E402
 from zarr.testing.store import StoreTests  # noqa: E402
@@ -62,6 +62,15 @@ class TestS3(_Conformance):
             "endpoint_url": endpoint.endpoint_url,
             "region": endpoint.region,
         }
+
+
+class TestDrive(_Conformance):
+    @pytest.fixture
+    def store_kwargs(self, fake_drive) -> dict:
+        return {"store": ccstore.Store(make_drive_backend(fake_drive), "z")}
+
+    def test_store_repr(self, store: ZarrStore) -> None:
+        assert repr(store).startswith("ZarrStore(") and "gdrive://" in repr(store)
 
 
 def test_stateful_machines(tmp_path):

@@ -93,6 +93,7 @@ class DriveBackend(Backend):
         }
         self._auth = auth
         self._lock = threading.RLock()
+        self._folder_lock = threading.RLock()
         self._local = threading.local()
         self._folders: dict[str, str] = {}
         self._ids: dict[str, str] = {}
@@ -245,6 +246,14 @@ class DriveBackend(Backend):
         with self._lock:
             if path in self._folders:
                 return self._folders[path]
+        # One resolver at a time: two threads missing the same folder would both create it.
+        with self._folder_lock:
+            with self._lock:
+                if path in self._folders:
+                    return self._folders[path]
+            return self._resolve_folder(path, create)
+
+    def _resolve_folder(self, path: str, create: bool) -> str | None:
         if path == "":
             folder = self._config["shared_drive"] or "root"
         else:
@@ -331,7 +340,7 @@ class DriveBackend(Backend):
         if if_absent:
             raise NotImplementedError("Google Drive has no conditional (create-if-absent) write")
         parent_path, name = self._split(key)
-        upload = _StreamingUpload(parts, self._config["chunk_size"])
+        upload = _streaming_upload(parts, self._config["chunk_size"])
         try:
             file_id = self._file_id(key)
         except KeyNotFoundError:
@@ -477,55 +486,61 @@ class DriveBackend(Backend):
         self._run(request)
 
 
-class _StreamingUpload:
-    """A googleapiclient MediaUpload fed by an iterator of parts, size unknown until the end.
+def _streaming_upload(parts: Iterable[Buffer], chunk_size: int) -> Any:
+    """A googleapiclient MediaUpload fed by an iterator of parts, size unknown up front."""
+    from googleapiclient.http import MediaUpload
 
-    googleapiclient asks for bytes from the last acknowledged offset onwards, one chunk at a
-    time; only bytes from that offset are kept, so memory stays near one chunk.
-    """
+    class StreamingUpload(MediaUpload):
+        """googleapiclient asks ``size()`` and then ``getbytes()`` from the last acknowledged
+        offset, one chunk per request. ``size()`` reads ahead up to two chunks (plus a byte),
+        so the total is known before the final chunk goes out: with an unknown total and a
+        length that is an exact multiple of the chunk size, googleapiclient would otherwise
+        end with an empty chunk and an invalid Content-Range (its issue #1801). Memory stays
+        near two chunks."""
 
-    def __init__(self, parts: Iterable[Buffer], chunk_size: int) -> None:
-        self._parts = iter(parts)
-        self._chunk = chunk_size
-        self._buffer = bytearray()
-        self._start = 0  # stream offset of self._buffer[0]
-        self._done = False
-        self.total = 0
+        def __init__(self) -> None:
+            self._parts = iter(parts)
+            self._buffer = bytearray()
+            self._start = 0  # stream offset of self._buffer[0]
+            self._done = False
+            self.total = 0
 
-    # MediaUpload interface
-    def chunksize(self) -> int:
-        return self._chunk
+        def _fill(self, nbytes: int) -> None:
+            while not self._done and len(self._buffer) < nbytes:
+                part = next(self._parts, None)
+                if part is None:
+                    self._done = True
+                else:
+                    self._buffer += part
+                    self.total += len(part)
 
-    def mimetype(self) -> str:
-        return "application/octet-stream"
+        def chunksize(self) -> int:
+            return chunk_size
 
-    def size(self) -> int | None:
-        return self.total if self._done else None
+        def mimetype(self) -> str:
+            return "application/octet-stream"
 
-    def resumable(self) -> bool:
-        return True
+        def size(self) -> int | None:
+            self._fill(2 * chunk_size + 1)
+            return self.total if self._done else None
 
-    def has_stream(self) -> bool:
-        return False
+        def resumable(self) -> bool:
+            return True
 
-    def stream(self) -> None:
-        return None
+        def has_stream(self) -> bool:
+            return False
 
-    def getbytes(self, begin: int, length: int) -> bytes:
-        if begin > self._start:  # the server has acknowledged everything before begin
-            del self._buffer[: begin - self._start]
-            self._start = begin
-        while not self._done and len(self._buffer) < length:
-            part = next(self._parts, None)
-            if part is None:
-                self._done = True
-            else:
-                self._buffer += part
-                self.total += len(part)
-        return bytes(self._buffer[:length])
+        def getbytes(self, begin: int, length: int) -> bytes:
+            if begin > self._start:  # the server has everything before begin
+                del self._buffer[: begin - self._start]
+                self._start = begin
+            self._fill(length)
+            return bytes(self._buffer[:length])
 
-    def to_json(self) -> str:
-        raise NotImplementedError("streamed uploads cannot be serialized")
+        def to_json(self) -> str:
+            raise NotImplementedError("streamed uploads cannot be serialized")
+
+    return StreamingUpload()
 
 
 def _document_at(api_url: str) -> str:
