@@ -4,12 +4,24 @@ moto's standalone server runs in-process (fast, pure Python). Ceph RADOS Gateway
 are started by the scripts in ``../shared/servers/`` (they install what they need from Debian
 and PyPI), on free ports, with their output in a log file named in any error. A server that
 cannot start here raises ServerUnavailable with the reason; callers skip it loudly.
+
+    endpoint, stop = start_ceph(tmp_path)      # or start_moto(), start_seaweedfs(tmp_path)
+    s3 = endpoint.client(retries={"max_attempts": 1})
+    ...
+    stop()
+
+``selected_servers()`` names the servers to run (env ``CCSTORE_S3_SERVERS``, a comma list,
+default all of ``SERVERS``). The shared scripts are found in ``<repo>/../shared`` or in
+``$CCSTORE_SHARED_DIR``; start scripts are bounded by ``$CCSTORE_S3_START_TIMEOUT`` seconds
+(default 600, apt/pip installs included).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -24,12 +36,14 @@ __all__ = [
     "ServerUnavailable",
     "start_ceph",
     "start_moto",
+    "selected_servers",
     "start_seaweedfs",
 ]
 
 ACCESS_KEY = "testaccesskey0000000"
 SECRET_KEY = "testsecretkey0000000000000000000000000000"
-START_TIMEOUT = 600  # includes installing packages on a fresh machine
+# includes installing packages on a fresh machine
+START_TIMEOUT = float(os.environ.get("CCSTORE_S3_START_TIMEOUT", "600"))
 
 
 class ServerUnavailable(Exception):
@@ -82,6 +96,19 @@ def _free_port(also_free: tuple[int, ...] = ()) -> int:
     raise ServerUnavailable("no free ports on 127.0.0.1")
 
 
+def _free_ports(count: int, also_free: tuple[int, ...] = ()) -> list[int]:
+    """``count`` distinct free ports (each with ``port + offset`` free for every offset)."""
+    ports: list[int] = []
+    for _ in range(50):
+        port = _free_port(also_free)
+        taken = {p + o for p in ports for o in (0, *also_free)}
+        if not {port + o for o in (0, *also_free)} & taken:
+            ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise ServerUnavailable(f"could not find {count} distinct free ports on 127.0.0.1")
+
+
 def _is_free(port: int) -> bool:
     with socket.socket() as s:
         try:
@@ -101,37 +128,50 @@ def start_moto() -> tuple[S3Endpoint, Callable[[], None]]:
     return S3Endpoint("moto", f"http://127.0.0.1:{port}", "moto-key", "moto-secret"), server.stop
 
 
-def _run_script(name: str, script: Path, env: dict[str, str], log: Path) -> dict[str, str]:
-    """Run a start script; return the exports of the env.sh it writes."""
+def _run_script(
+    name: str, script: Path, env: dict[str, str], log: Path, env_file: Path, cleanup: Path
+) -> dict[str, str]:
+    """Run a start script; return the exports of the env.sh it writes.
+
+    On failure or timeout the script's process group is killed and ``cleanup`` (the matching
+    stop script) is run, so no half-started daemons are left behind.
+    """
     if not script.exists():
         raise ServerUnavailable(f"{script} not found (set CCSTORE_SHARED_DIR)")
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:
-        try:
-            proc = subprocess.run(
-                ["bash", str(script)],
-                env=os.environ | env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=START_TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise ServerUnavailable(
-                f"{name} did not start within {START_TIMEOUT} s; see {log}"
-            ) from None
-    if proc.returncode != 0:
-        tail = log.read_text()[-1500:]
-        raise ServerUnavailable(
-            f"{name} start script failed (exit {proc.returncode}); see {log}:\n{tail}"
+        proc = subprocess.Popen(
+            ["bash", str(script)],
+            env=os.environ | env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # the daemons' group, killed as a whole on failure
         )
+        try:
+            returncode = proc.wait(timeout=START_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            returncode = None
+    if returncode != 0:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        _stopper(cleanup, env)()
+        tail = log.read_text(errors="replace")[-1500:]
+        why = (
+            f"did not start within {START_TIMEOUT:.0f} s"
+            if returncode is None
+            else f"start script failed (exit {returncode})"
+        )
+        raise ServerUnavailable(f"{name} {why}; full log: {log}\n{tail}")
+    text = env_file.read_text() if env_file.exists() else log.read_text()
     exports = {}
-    for line in log.read_text().splitlines():
+    for line in text.splitlines():
         if line.startswith("export "):
             key, _, value = line[len("export ") :].partition("=")
             exports[key] = shlex.split(value)[0] if value else ""
     if "S3_ENDPOINT_URL" not in exports:
-        raise ServerUnavailable(f"{name} start script printed no endpoint; see {log}")
+        raise ServerUnavailable(f"{name} start script wrote no endpoint; see {log}")
     return exports
 
 
@@ -151,28 +191,57 @@ def _stopper(script: Path, env: dict[str, str]) -> Callable[[], None]:
 def start_ceph(base: Path) -> tuple[S3Endpoint, Callable[[], None]]:
     """A single-node Ceph RADOS Gateway (memstore) under ``base``."""
     scripts = _shared() / "servers" / "ceph-rgw"
+    ceph_base = base / "ceph"
+    rgw, mon2, mon1 = _free_ports(3)
     env = {
-        "CEPH_BASE": str(base / "ceph"),
+        "CEPH_BASE": str(ceph_base),
         "PYTHON": sys.executable,
         "CEPH_OBJECTSTORE": os.environ.get("CEPH_OBJECTSTORE", "memstore"),
         "CEPH_MEMSTORE_GB": os.environ.get("CEPH_MEMSTORE_GB", "6"),
-        "RGW_PORT": str(_free_port()),
-        "MON_PORT_V2": str(_free_port()),
-        "MON_PORT_V1": str(_free_port()),
+        "RGW_PORT": str(rgw),
+        "MON_PORT_V2": str(mon2),
+        "MON_PORT_V1": str(mon1),
         "S3_ACCESS_KEY": ACCESS_KEY,
         "S3_SECRET_KEY": SECRET_KEY,
     }
-    exports = _run_script("ceph", scripts / "start.sh", env, base / "ceph-start.log")
-    stop = _stopper(scripts / "stop.sh", env)
-    return S3Endpoint("ceph", exports["S3_ENDPOINT_URL"]), stop
+    stop_script = scripts / "stop.sh"
+    if (ceph_base / "pids").exists():
+        # start.sh would call a stop-ceph-rgw.sh that does not exist, ignore the failure and
+        # wipe the directory, orphaning the old daemons: stop them first with stop.sh
+        _stopper(stop_script, env)()
+    exports = _run_script(
+        "ceph",
+        scripts / "start.sh",
+        env,
+        base / "ceph-start.log",
+        ceph_base / "env.sh",
+        stop_script,
+    )
+    return S3Endpoint("ceph", exports["S3_ENDPOINT_URL"]), _ceph_stopper(stop_script, env)
+
+
+def _ceph_stopper(script: Path, env: dict[str, str]) -> Callable[[], None]:
+    """stop.sh stops the daemons one after the other (~10 s, radosgw alone ~6 s): signal
+    them all first so they shut down together, then let stop.sh wait and clean up."""
+    stop_sh = _stopper(script, env)
+
+    def stop() -> None:
+        pids = Path(env["CEPH_BASE"]) / "pids"
+        if pids.exists():
+            for line in pids.read_text().splitlines():
+                fields = line.split()
+                if len(fields) == 2 and fields[1].isdigit():
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(int(fields[1]), signal.SIGTERM)
+        stop_sh()
+
+    return stop
 
 
 def start_seaweedfs(base: Path) -> tuple[S3Endpoint, Callable[[], None]]:
     """SeaweedFS ``weed mini`` under ``base`` (each HTTP port's gRPC port, +10000, free too)."""
     scripts = _shared() / "servers" / "seaweedfs"
-    ports = [_free_port((0, 10000)) for _ in range(4)]
-    if len(set(ports)) < 4:
-        ports = [_free_port((0, 10000)) for _ in range(4)]
+    ports = _free_ports(4, (10000,))  # weed's gRPC port is each HTTP port + 10000
     env = {
         "SWFS_DIR": str(base / "seaweedfs"),
         "SWFS_VENV": os.environ.get(
@@ -185,7 +254,14 @@ def start_seaweedfs(base: Path) -> tuple[S3Endpoint, Callable[[], None]]:
         "S3_ACCESS_KEY": ACCESS_KEY,
         "S3_SECRET_KEY": SECRET_KEY,
     }
-    exports = _run_script("seaweedfs", scripts / "start.sh", env, base / "seaweedfs-start.log")
+    exports = _run_script(
+        "seaweedfs",
+        scripts / "start.sh",
+        env,
+        base / "seaweedfs-start.log",
+        base / "seaweedfs" / "env.sh",
+        scripts / "stop.sh",
+    )
     stop = _stopper(scripts / "stop.sh", env)
     return S3Endpoint("seaweedfs", exports["S3_ENDPOINT_URL"]), stop
 
@@ -195,3 +271,19 @@ SERVERS: dict[str, Callable[..., tuple[S3Endpoint, Callable[[], None]]]] = {
     "ceph": start_ceph,
     "seaweedfs": start_seaweedfs,
 }
+
+
+def selected_servers(value: str | None = None) -> list[str]:
+    """The servers to run: ``value`` or env ``CCSTORE_S3_SERVERS`` (comma list), default all.
+
+    An unknown name is an error rather than a silent skip.
+    """
+    if value is None:
+        value = os.environ.get("CCSTORE_S3_SERVERS", ",".join(SERVERS))
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SERVERS]
+    if unknown:
+        raise ValueError(
+            f"unknown S3 servers {unknown} in CCSTORE_S3_SERVERS; known: {list(SERVERS)}"
+        )
+    return names
