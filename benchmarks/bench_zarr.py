@@ -50,20 +50,11 @@ def _store(kind: str, endpoint: str, bucket: str, path: str, read_only: bool):
                 "client_kwargs": {"region_name": REGION},
             },
         )
-    from obstore.store import S3Store
+    from s3_peers import _obstore
     from zarr.storage import ObjectStore
 
     return ObjectStore(
-        S3Store(
-            bucket,
-            prefix=path,
-            endpoint=endpoint,
-            access_key_id=access,
-            secret_access_key=secret,
-            region=REGION,
-            virtual_hosted_style_request=False,
-            client_options={"allow_http": True},
-        ),
+        _obstore(endpoint, bucket, prefix=path),
         read_only=read_only,
     )
 

@@ -196,12 +196,13 @@ def s3fs_small_get(endpoint: str, bucket: str, prefix: str, count: int):
 # -- obstore (put / get / get_range) --------------------------------------------------------
 
 
-def _obstore(endpoint: str, bucket: str):
+def _obstore(endpoint: str, bucket: str, prefix: str | None = None):
     from obstore.store import S3Store
 
     access, secret = _keys()
     return S3Store(
         bucket,
+        prefix=prefix,
         endpoint=endpoint,
         access_key_id=access,
         secret_access_key=secret,

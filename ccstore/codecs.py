@@ -61,14 +61,14 @@ def encode(codecs: Sequence[Codec], chunk: np.ndarray) -> memoryview:
     data: Any = _codec_view(chunk)
     for codec in codecs:
         data = codec.encode(data)
-    return memoryview(data).cast("B") if not isinstance(data, np.ndarray) else _bytes_view(data)
+    return _bytes_view(data)
 
 
 def decode(codecs: Sequence[Codec], data: memoryview) -> memoryview:
     """Decode stored bytes back to the raw chunk bytes."""
     for codec in reversed(codecs):
         data = codec.decode(data)
-    return memoryview(data).cast("B") if not isinstance(data, np.ndarray) else _bytes_view(data)
+    return _bytes_view(data)
 
 
 def _codec_view(chunk: np.ndarray) -> np.ndarray:
@@ -81,5 +81,8 @@ def _codec_view(chunk: np.ndarray) -> np.ndarray:
     return flat.view(np.uint8)
 
 
-def _bytes_view(array: np.ndarray) -> memoryview:
-    return memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+def _bytes_view(data: Any) -> memoryview:
+    """A flat byte view of what a codec returned (bytes-like or an ndarray)."""
+    if isinstance(data, np.ndarray):
+        return memoryview(np.ascontiguousarray(data).reshape(-1).view(np.uint8))
+    return memoryview(data).cast("B")

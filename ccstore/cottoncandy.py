@@ -20,7 +20,7 @@ from typing import Any
 import numcodecs
 import numpy as np
 
-from .backends.base import Backend
+from .backends.base import Backend, RangeByteRequest
 from .errors import CorruptObjectError, KeyNotFoundError
 
 __all__ = ["read_array_object", "read_prefix"]
@@ -34,16 +34,10 @@ def read_array_object(backend: Backend, key: str) -> np.ndarray | None:
     if "dtype" in meta and ("shape" in meta or "order" in meta):
         # Some services (SeaweedFS) drop empty metadata values: a 0-d array's shape is "".
         return _raw_array(key, backend.read(key), {"shape": ""} | meta)
-    head = backend.read(key, _first(len(_NPY_MAGIC)))
+    head = backend.read(key, RangeByteRequest(0, len(_NPY_MAGIC)))
     if head == _NPY_MAGIC:
         return np.load(io.BytesIO(backend.read(key)), allow_pickle=False)
     return None
-
-
-def _first(n: int):
-    from .backends.base import RangeByteRequest
-
-    return RangeByteRequest(0, n)
 
 
 def _raw_array(key: str, body: bytes, meta: dict[str, str]) -> np.ndarray:

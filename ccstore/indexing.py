@@ -77,7 +77,7 @@ def plan_selection(grid: ChunkGrid, key: Any) -> Plan:
     entries = _parse(key, grid.shape)
     arrays = [e for e in entries if e.kind == "array"]
     if not arrays:
-        sels = [_axis_sel(e, grid.shape) for e in entries if e.axis is not None]
+        sels = [_axis_sel(e) for e in entries if e.axis is not None]
         plan = _plan_orthogonal(grid, sels)
         final = [_entry_length(e) for e in entries if e.kind != "int"]
         flips = _flipped_axes(sels)
@@ -110,9 +110,7 @@ def plan_selection(grid: ChunkGrid, key: Any) -> Plan:
         for e in entries:
             if e.axis is None:
                 continue
-            sels.append(
-                _Array(e.value.reshape(-1)) if e.kind == "array" else _axis_sel(e, grid.shape)
-            )
+            sels.append(_Array(e.value.reshape(-1)) if e.kind == "array" else _axis_sel(e))
         plan = _plan_orthogonal(grid, sels)
         flips = _flipped_axes(sels)
         kept = [i for i, s in enumerate(sels) if not isinstance(s, _Int)]
@@ -131,7 +129,7 @@ def plan_selection(grid: ChunkGrid, key: Any) -> Plan:
     points = np.stack(
         [np.broadcast_to(entries[i].value, bshape).reshape(-1) for i in advanced], axis=1
     ).astype(np.intp, copy=False)
-    slices = [(e.axis, _axis_sel(e, grid.shape)) for e in slice_entries]
+    slices = [(e.axis, _axis_sel(e)) for e in slice_entries]
     plan = _plan_points(grid, adv_axes, points, slices)
     flips = tuple(1 + i for i, (_, s) in enumerate(slices) if s.flip)
 
@@ -154,7 +152,7 @@ def plan_orthogonal_selection(grid: ChunkGrid, key: Any) -> Plan:
         if not isinstance(k, (slice, int, np.integer)) and k is not Ellipsis and np.ndim(k) > 1:
             raise IndexError("oindex takes integers, slices and one-dimensional arrays per axis")
     entries = _parse(key, grid.shape, orthogonal=True)
-    sels = [_Array(e.value) if e.kind == "array" else _axis_sel(e, grid.shape) for e in entries]
+    sels = [_axis_sel(e) for e in entries]
     plan = _plan_orthogonal(grid, sels)
     flips = _flipped_axes(sels)
     final = [n for n, s in zip(plan.shape, sels) if not isinstance(s, _Int)]
@@ -276,7 +274,7 @@ def _normalize_slice(s: slice, n: int) -> _Slice:
     return _Slice(first, -step, length, True)
 
 
-def _axis_sel(entry: _Entry, shape: tuple[int, ...]) -> _AxisSel:
+def _axis_sel(entry: _Entry) -> _AxisSel:
     if entry.kind == "int":
         return _Int(entry.value)
     if entry.kind == "slice":

@@ -88,8 +88,7 @@ class LazyArray:
     def read(self, *, progress: ProgressOption = None) -> np.ndarray:
         """Download the whole array (in parallel, straight into one preallocated array)."""
         ctx = self._store._io()
-        option = ctx.options.progress if progress is None else progress
-        return read_array(ctx, self._layout, self._array, option)
+        return read_array(ctx, self._layout, self._array, ctx.options.progress_for(progress))
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         data = self.read()

@@ -53,5 +53,9 @@ class StoreOptions:
         names = {f.name for f in fields(cls)}
         return cls(**{k: options.pop(k) for k in list(options) if k in names})
 
+    def progress_for(self, progress: ProgressOption) -> ProgressOption:
+        """A call's ``progress=`` argument, or the store's when the call gave none."""
+        return self.progress if progress is None else progress
+
     def updated(self, **changes: Any) -> StoreOptions:
         return replace(self, **changes)

@@ -47,9 +47,10 @@ def read_chunks(
     for cid in chunk_ids:
         start, end = layout.chunk_range(array, cid)
         data = layout.cached(start, end)
-        (wanted if data is None else cached).append(
-            (cid, start, end) if data is None else (cid, data)
-        )
+        if data is None:
+            wanted.append((cid, start, end))
+        else:
+            cached.append((cid, data))
     itemsize = array.dtype.itemsize
 
     def deliver(cid: int, data: memoryview) -> None:

@@ -202,7 +202,7 @@ class Store(MutableMapping[str, Any]):
     def _materialize(
         self, key: str, layout: ObjectLayout, allow_pickle: bool, progress: ProgressOption
     ) -> Any:
-        option = self.options.progress if progress is None else progress
+        option = self.options.progress_for(progress)
         if layout.kind == "pickle" and not allow_pickle:
             raise PickleNotAllowedError(key)  # before downloading what cannot be used
         arrays = read_arrays(self._io(), layout, option)
@@ -342,7 +342,7 @@ class Store(MutableMapping[str, Any]):
             for name, array in encoded.arrays.items()
         ]
         total = sum(p.array.nbytes for p in parts)
-        option = self.options.progress if progress is None else progress
+        option = self.options.progress_for(progress)
         with Progress(option, total, key) as bar:
             write_object(
                 self.backend,

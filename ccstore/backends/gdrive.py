@@ -372,15 +372,7 @@ class DriveBackend(Backend):
         self.stats.record("writes", requests=0, bytes_written=upload.total)
 
     def delete(self, key: str) -> None:
-        files = self._service.files()
-
-        def remove(file_id: str) -> None:
-            if self._config["delete"] == "trash":
-                self._run(files.trash(fileId=file_id, **self._drive_args()), key)
-            else:
-                self._run(files.delete(fileId=file_id, **self._drive_args()), key)
-
-        self._with_id(key, remove)
+        self._with_id(key, lambda file_id: self._discard(file_id, key))
         with self._lock:
             self._ids.pop(key, None)
         self.stats.record("deletes")
@@ -478,12 +470,13 @@ class DriveBackend(Backend):
             self._discard(old)
         self.stats.record("copies")
 
-    def _discard(self, file_id: str) -> None:
+    def _discard(self, file_id: str, key: str = "") -> None:
+        """Trash or delete a file, as the ``delete`` option says."""
         files = self._service.files()
         request = (files.trash if self._config["delete"] == "trash" else files.delete)(
             fileId=file_id, **self._drive_args()
         )
-        self._run(request)
+        self._run(request, key)
 
 
 def _streaming_upload(parts: Iterable[Buffer], chunk_size: int) -> Any:
