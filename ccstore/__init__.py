@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .backends import register_backend
 from .backends.base import Backend, ObjectStat
+from .encryption import EncryptionKey, Keyring, PassphraseKey, generate_key
 from .errors import (
     BackendError,
     CCStoreError,
@@ -26,7 +27,7 @@ from .errors import (
 from .lazy import LazyArray
 from .options import StoreOptions
 from .stats import Stats, StatsSnapshot
-from .store import ObjectInfo, Store, open
+from .store import ObjectInfo, Store, open, rotate_key
 
 __version__ = "0.1.0"
 
@@ -47,12 +48,15 @@ __all__ = [
     "CorruptObjectError",
     "DecryptionError",
     "EncryptedObjectError",
+    "EncryptionKey",
     "InvalidKeyError",
     "KeyExistsError",
     "KeyNotFoundError",
+    "Keyring",
     "LazyArray",
     "ObjectInfo",
     "ObjectStat",
+    "PassphraseKey",
     "PickleNotAllowedError",
     "ReadOnlyError",
     "Stats",
@@ -62,6 +66,8 @@ __all__ = [
     "UnsupportedValueError",
     "ZarrStore",
     "__version__",
+    "generate_key",
     "open",
     "register_backend",
+    "rotate_key",
 ]

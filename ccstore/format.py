@@ -22,12 +22,14 @@ from typing import Any
 
 import crc32c
 import numpy as np
+from cryptography.exceptions import InvalidTag
 from numcodecs.abc import Codec
 
 from . import codecs as codec_chain
 from .backends.base import Backend, RangeByteRequest, SuffixByteRequest
 from .chunking import ChunkGrid
-from .errors import CorruptObjectError
+from .encryption import EncryptionKey, Keyring, ObjectCipher, open_header, seal_header
+from .errors import CorruptObjectError, DecryptionError, EncryptedObjectError
 from .transfer import ordered_map
 
 __all__ = [
@@ -42,7 +44,10 @@ __all__ = [
     "decode_chunk",
     "dtype_from_json",
     "dtype_to_json",
+    "encode_tail",
     "read_layout",
+    "unlock",
+    "verify_chunk",
     "write_object",
 ]
 
@@ -122,9 +127,11 @@ def write_object(
     executor: Executor | None = None,
     window: int = 8,
     on_chunk: Any = None,
+    encryption: EncryptionKey | None = None,
 ) -> None:
     """Encode ``parts`` chunk by chunk (``window`` at a time on ``executor``) and stream them
-    into one object under ``key``. ``on_chunk(raw_nbytes)`` reports progress."""
+    into one object under ``key``. ``on_chunk(raw_nbytes)`` reports progress. With an
+    ``encryption`` master key, chunks, attrs and metadata are sealed (see encryption.py)."""
     arrays, first = [], 0
     for part in parts:
         arrays.append(part.header(first))
@@ -138,12 +145,17 @@ def write_object(
         "attrs": attrs or {},
         "metadata": metadata or {},
     }
-    header_bytes = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
-    tasks = [(part, i) for part in parts for i in range(part.grid.nchunks)]
+    cipher = None
+    if encryption is not None:
+        header, cipher = seal_header(header, key, encryption)
+    header_bytes = _header_bytes(header)
+    tasks = [(part, i, n) for n, (part, i) in enumerate(_chunks_of(parts))]
 
-    def encode(task: tuple[ArrayPart, int]) -> tuple[memoryview, int, int]:
-        part, index = task
+    def encode(task: tuple[ArrayPart, int, int]) -> tuple[Any, int, int]:
+        part, index, number = task
         data = part.encode_chunk(index)
+        if cipher is not None:
+            data = cipher.seal(number, data)
         raw = int(np.prod(part.grid.chunk_shape(index))) * part.array.dtype.itemsize
         return data, checksum(data), raw
 
@@ -157,14 +169,29 @@ def write_object(
             yield data
             if on_chunk is not None:
                 on_chunk(raw)
-        index_bytes = index.tobytes()
-        meta_crc = crc32c.crc32c(index_bytes, crc32c.crc32c(header_bytes))
-        footer = FOOTER.pack(
-            offset, len(header_bytes), len(index_bytes), meta_crc, FORMAT_VERSION, 0, MAGIC
-        )
-        yield header_bytes + index_bytes + footer
+        yield encode_tail(header_bytes, index, offset)
 
     backend.write(key, stream())
+
+
+def _chunks_of(parts: Sequence[ArrayPart]) -> Iterator[tuple[ArrayPart, int]]:
+    for part in parts:
+        for index in range(part.grid.nchunks):
+            yield part, index
+
+
+def _header_bytes(header: dict[str, Any]) -> bytes:
+    return json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+
+
+def encode_tail(header_bytes: bytes, index: np.ndarray, data_end: int) -> bytes:
+    """Header, chunk index and footer: the bytes that follow an object's last chunk."""
+    index_bytes = index.tobytes()
+    meta_crc = crc32c.crc32c(index_bytes, crc32c.crc32c(header_bytes))
+    footer = FOOTER.pack(
+        data_end, len(header_bytes), len(index_bytes), meta_crc, FORMAT_VERSION, 0, MAGIC
+    )
+    return header_bytes + index_bytes + footer
 
 
 @dataclass(frozen=True)
@@ -199,10 +226,20 @@ class ObjectLayout:
     index: np.ndarray
     tail: bytes = field(repr=False)
     tail_start: int
+    data_end: int
+    cipher: ObjectCipher | None = field(default=None, repr=False)
 
     @property
     def kind(self) -> str:
         return self.header["kind"]
+
+    @property
+    def encrypted(self) -> bool:
+        return "encryption" in self.header
+
+    def tail_with_header(self, header: dict[str, Any]) -> bytes:
+        """The tail (header, index, footer) that gives this object's chunks a new header."""
+        return encode_tail(_header_bytes(header), self.index, self.data_end)
 
     def cached(self, start: int, end: int) -> memoryview | None:
         """Bytes [start, end) if the tail read already holds them."""
@@ -220,7 +257,7 @@ def read_layout(backend: Backend, key: str, tail_bytes: int = 1 << 16) -> Object
     tail = backend.read(key, SuffixByteRequest(tail_bytes))
     if len(tail) < FOOTER.size + len(MAGIC):
         raise CorruptObjectError(key, f"only {len(tail)} bytes: not a ccstore object or truncated")
-    data_end, header_len, index_len, meta_crc, version, _flags, magic = FOOTER.unpack(
+    data_end, header_len, index_len, meta_crc, version, flags, magic = FOOTER.unpack(
         tail[-FOOTER.size :]
     )
     if magic != MAGIC:
@@ -229,6 +266,8 @@ def read_layout(backend: Backend, key: str, tail_bytes: int = 1 << 16) -> Object
         raise CorruptObjectError(
             key, f"format version {version} is newer than this ccstore reads; upgrade ccstore"
         )
+    if version < 1 or flags != 0:
+        raise CorruptObjectError(key, f"invalid footer (version {version}, flags {flags:#x})")
     size = data_end + header_len + index_len + FOOTER.size
     if data_end < len(MAGIC) or len(tail) > size or (len(tail) < tail_bytes and len(tail) != size):
         raise CorruptObjectError(key, "footer sizes do not match the object's size")
@@ -245,7 +284,15 @@ def read_layout(backend: Backend, key: str, tail_bytes: int = 1 << 16) -> Object
     if tail_start == 0 and tail[: len(MAGIC)] != MAGIC:
         raise CorruptObjectError(key, "bad magic bytes at the start of the object")
     header, arrays, index = _parse_meta(key, meta, header_len, data_end)
-    return ObjectLayout(key, size, header, arrays, index, tail, tail_start)
+    return ObjectLayout(key, size, header, arrays, index, tail, tail_start, data_end)
+
+
+def unlock(layout: ObjectLayout, keyring: Keyring | None) -> ObjectLayout:
+    """Open an encrypted object's header (attrs, metadata, chunk cipher) with ``keyring``;
+    unencrypted layouts are returned as they are."""
+    if layout.encrypted and layout.cipher is None:
+        layout.header, layout.cipher = open_header(layout.header, layout.key, keyring)
+    return layout
 
 
 def _parse_meta(key: str, meta: bytes, header_len: int, data_end: int):
@@ -283,15 +330,41 @@ def _parse_meta(key: str, meta: bytes, header_len: int, data_end: int):
     return header, arrays, index
 
 
-def decode_chunk(
-    layout: ObjectLayout, array: ArrayLayout, index: int, data: memoryview
-) -> np.ndarray:
-    """Verify and decode one stored chunk into an array of the chunk's shape."""
-    entry = layout.index[array.first_chunk + index]
+def verify_chunk(
+    layout: ObjectLayout,
+    array: ArrayLayout,
+    index: int,
+    data: memoryview,
+    authenticate: bool = True,
+) -> memoryview:
+    """Check one stored chunk's checksum (and, if encrypted and ``authenticate``, its
+    authentication tag); returns its codec-encoded bytes (decrypted into a per-thread buffer
+    when encrypted and authenticated)."""
+    number = array.first_chunk + index
+    entry = layout.index[number]
     if len(data) != entry["nbytes"] or checksum(data) != entry["checksum"]:
         raise CorruptObjectError(
             layout.key, f"checksum mismatch in chunk {index} of {array.name!r}"
         )
+    if not layout.encrypted or not authenticate:
+        return data
+    if layout.cipher is None:
+        raise EncryptedObjectError(layout.key, str(layout.header["encryption"].get("key_id")))
+    try:
+        return layout.cipher.open(number, data)
+    except InvalidTag:
+        raise DecryptionError(
+            layout.key,
+            layout.header["encryption"].get("key_id", "?"),
+            f"chunk {index} of {array.name!r} fails authentication (tampered or misplaced)",
+        ) from None
+
+
+def decode_chunk(
+    layout: ObjectLayout, array: ArrayLayout, index: int, data: memoryview
+) -> np.ndarray:
+    """Verify and decode one stored chunk into an array of the chunk's shape."""
+    data = verify_chunk(layout, array, index, data)
     shape = array.grid.chunk_shape(index)
     try:
         raw = codec_chain.decode(array.codecs, data)

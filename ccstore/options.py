@@ -7,6 +7,7 @@ from typing import Any
 
 from .chunking import DEFAULT_CHUNK_BYTES
 from .codecs import Compression, resolve
+from .encryption import Keyring, as_keyring
 from .transfer import ProgressOption
 
 __all__ = ["StoreOptions"]
@@ -27,6 +28,9 @@ class StoreOptions:
     tail_bytes: bytes read from an object's end to get header and index in one request.
     progress: True, False, None (auto: bar for large transfers on a terminal) or a callable
         ``fn(bytes_done, bytes_total)``.
+    encryption: master key(s) for client-side encryption: 32 bytes, an EncryptionKey, a list
+        of them or a Keyring. New objects are encrypted with the first (current) key; every
+        key decrypts. Stored as a Keyring.
     """
 
     compression: Compression = None
@@ -38,9 +42,11 @@ class StoreOptions:
     max_request_bytes: int = 8 << 20
     tail_bytes: int = 64 << 10
     progress: ProgressOption = None
+    encryption: Keyring | None = None
 
     def __post_init__(self) -> None:
         resolve(self.compression)  # fail at open(), not at the first write
+        object.__setattr__(self, "encryption", as_keyring(self.encryption))
         for name in ("chunk_bytes", "concurrency", "max_request_bytes", "tail_bytes"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backends.base import Backend
+from .backends.base import Backend, RangeByteRequest
 from .errors import CorruptObjectError
-from .format import ArrayLayout, ObjectLayout, checksum, decode_chunk
+from .format import MAGIC, ArrayLayout, ObjectLayout, checksum, decode_chunk, verify_chunk
 from .options import StoreOptions
 from .transfer import Progress, ProgressOption, Span, coalesce, run_all
 
-__all__ = ["IOContext", "read_array", "read_arrays", "read_chunks"]
+__all__ = ["IOContext", "read_array", "read_arrays", "read_chunks", "verify_object"]
 
 ChunkSink = Callable[[int, np.ndarray], None]
 
@@ -43,14 +43,6 @@ def read_chunks(
     ``coalesce_gap``; requests run ``concurrency`` at a time; each chunk is decoded in the
     thread that fetched it. Chunks already in the layout's cached tail cost no request.
     """
-    wanted, cached = [], []
-    for cid in chunk_ids:
-        start, end = layout.chunk_range(array, cid)
-        data = layout.cached(start, end)
-        if data is None:
-            wanted.append((cid, start, end))
-        else:
-            cached.append((cid, data))
     itemsize = array.dtype.itemsize
 
     def deliver(cid: int, data: memoryview) -> None:
@@ -59,6 +51,43 @@ def read_chunks(
         if progress is not None:
             progress.update(chunk.size * itemsize)
 
+    _fetch_stored(ctx, layout, array, chunk_ids, deliver)
+
+
+def verify_object(ctx: IOContext, layout: ObjectLayout) -> None:
+    """Check the magic bytes and every chunk's checksum (and authentication tag, if the
+    layout is encrypted and unlocked) with bounded memory: chunks are fetched like any read,
+    verified and dropped, never decoded."""
+    magic = layout.cached(0, len(MAGIC))
+    if magic is None:
+        magic = ctx.backend.read(layout.key, RangeByteRequest(0, len(MAGIC)))
+    if bytes(magic) != MAGIC:
+        raise CorruptObjectError(layout.key, "bad magic bytes at the start of the object")
+    for array in layout.arrays.values():
+
+        def check(cid: int, data: memoryview, array: ArrayLayout = array) -> None:
+            verify_chunk(layout, array, cid, data, authenticate=layout.cipher is not None)
+
+        _fetch_stored(ctx, layout, array, range(array.grid.nchunks), check)
+
+
+def _fetch_stored(
+    ctx: IOContext,
+    layout: ObjectLayout,
+    array: ArrayLayout,
+    chunk_ids: Iterable[int],
+    deliver: Callable[[int, memoryview], None],
+) -> None:
+    """Call ``deliver(chunk_id, stored_bytes)`` for the listed chunks: coalesced, concurrent,
+    each stored chunk valid only during its call (it lives in a reused per-thread buffer)."""
+    wanted, cached = [], []
+    for cid in chunk_ids:
+        start, end = layout.chunk_range(array, cid)
+        data = layout.cached(start, end)
+        if data is None:
+            wanted.append((cid, start, end))
+        else:
+            cached.append((cid, data))
     for cid, data in cached:
         deliver(cid, data)
     options = ctx.options
@@ -100,7 +129,7 @@ def read_array(
         out[grid.region(cid)] = chunk
 
     with Progress(progress, out.nbytes, layout.key) as bar:
-        if array.codecs or out.size == 0:
+        if array.codecs or layout.encrypted or out.size == 0:
             read_chunks(ctx, layout, array, range(grid.nchunks), place, bar)
         else:
             _scatter_raw_chunks(ctx, layout, array, out, bar)

@@ -17,7 +17,9 @@ from .backends import backend_from_url
 from .backends.base import Backend
 from .chunking import normalize_chunks
 from .codecs import Compression, compression_name, resolve
+from .encryption import EncryptionKey, KeyLike, Keyring, as_keyring, rewrap_header
 from .errors import (
+    CCStoreError,
     CorruptObjectError,
     InvalidKeyError,
     KeyNotFoundError,
@@ -25,15 +27,15 @@ from .errors import (
     ReadOnlyError,
     UnsupportedValueError,
 )
-from .format import ArrayPart, ObjectLayout, read_layout, write_object
+from .format import ArrayPart, ObjectLayout, read_layout, unlock, write_object
 from .keys import glob_prefix, glob_regex, validate_key, validate_prefix
 from .lazy import LazyArray
 from .options import StoreOptions
-from .reader import IOContext, read_arrays
+from .reader import IOContext, read_arrays, verify_object
 from .stats import Stats
 from .transfer import Progress, ProgressOption
 
-__all__ = ["ObjectInfo", "Store", "open"]
+__all__ = ["ObjectInfo", "Store", "open", "rotate_key"]
 
 _UNSET: Any = object()
 _DIRECTORY: Any = object()  # _open's marker for a prefix with objects below it
@@ -53,6 +55,7 @@ class ObjectInfo:
     nchunks: int = 0
     compression: str | None = None
     encrypted: bool = False
+    key_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
@@ -155,6 +158,10 @@ class Store(MutableMapping[str, Any]):
     # -- reading -----------------------------------------------------------------------------
 
     def _layout(self, full_key: str) -> ObjectLayout:
+        """An object's layout, decryptable if it is encrypted (else EncryptedObjectError)."""
+        return unlock(self._raw_layout(full_key), self.options.encryption)
+
+    def _raw_layout(self, full_key: str) -> ObjectLayout:
         return read_layout(self.backend, full_key, self.options.tail_bytes)
 
     def _is_dir(self, full_key: str) -> bool:
@@ -224,19 +231,25 @@ class Store(MutableMapping[str, Any]):
         return tree
 
     def info(self, key: str) -> ObjectInfo:
-        """Kind, size, shape, dtype, chunks, compression and metadata of a stored object."""
+        """Kind, size, shape, dtype, chunks, compression and metadata of a stored object.
+
+        Works on encrypted objects without a key too; their metadata (and a sparse
+        matrix's shape) is sealed and then reported as empty.
+        """
         full = self._key(key)
         try:
-            layout = self._layout(full)
+            layout = self._raw_layout(full)
         except KeyNotFoundError:
             raise KeyNotFoundError(key, self.url) from None
+        if self.options.encryption is not None:
+            unlock(layout, self.options.encryption)
         header, attrs = layout.header, layout.header["attrs"]
         data = layout.arrays.get("data")
         shape = dtype = chunks = order = None
         if layout.kind == "array":
             shape, dtype, chunks, order = data.shape, data.dtype, data.chunks, data.order
         elif layout.kind == "sparse":
-            shape, dtype = tuple(attrs["shape"]), data.dtype
+            shape, dtype = tuple(attrs["shape"]) if "shape" in attrs else None, data.dtype
         first = next(iter(layout.arrays.values()), None)
         return ObjectInfo(
             key=key,
@@ -248,9 +261,26 @@ class Store(MutableMapping[str, Any]):
             order=order,
             nchunks=len(layout.index),
             compression=compression_name(first.codec_configs) if first else None,
-            encrypted=bool(header.get("encryption")),
+            encrypted=layout.encrypted,
+            key_id=header["encryption"].get("key_id") if layout.encrypted else None,
             metadata=header.get("metadata", {}),
         )
+
+    def verify(self, key: str) -> bool:
+        """Check a stored object end to end without decoding it: footer, header, index, magic
+        and every chunk's checksum, and, for encrypted objects when the store has the key,
+        the sealed header and every chunk's authentication tag (without the key, checksums
+        only). Returns True; raises CorruptObjectError or DecryptionError naming the key on
+        the first failure. Memory stays bounded (concurrency x request size)."""
+        full = self._key(key)
+        try:
+            layout = self._raw_layout(full)
+        except KeyNotFoundError:
+            raise KeyNotFoundError(key, self.url) from None
+        if self.options.encryption is not None:
+            unlock(layout, self.options.encryption)
+        verify_object(self._io(), layout)
+        return True
 
     def __contains__(self, key: object) -> bool:
         full = self._key(key)  # type: ignore[arg-type]
@@ -304,15 +334,19 @@ class Store(MutableMapping[str, Any]):
         chunks: int | tuple[int, ...] | None = None,
         metadata: dict[str, Any] | None = None,
         progress: ProgressOption = None,
+        encrypt: bool | None = None,
     ) -> None:
         """Store ``value`` under ``key``, replacing what was there (atomically per object).
 
         compression: overrides the store's compression for this write.
         chunks: chunk shape for arrays (an int for every axis, or a tuple); default automatic.
         metadata: a JSON-able dict kept in the object's header (see ``info``).
+        encrypt: None (default) encrypts when the store has an ``encryption`` key; True
+            requires one; False writes this object unencrypted.
         """
         self._check_writable(key)
         full = self._key(key)
+        master = self._write_key(key, encrypt)
         kind = kinds.classify(value)
         if kind == "tree":
             self._put_tree(
@@ -322,6 +356,7 @@ class Store(MutableMapping[str, Any]):
                 chunks=chunks,
                 metadata=metadata,
                 progress=progress,
+                encrypt=master is not None,
             )
             return
         if chunks is not None and kind != "array":
@@ -354,7 +389,19 @@ class Store(MutableMapping[str, Any]):
                 executor=self._runtime.executor,
                 window=self.options.concurrency,
                 on_chunk=bar.update,
+                encryption=master,
             )
+
+    def _write_key(self, key: str, encrypt: bool | None) -> EncryptionKey | None:
+        keyring = self.options.encryption
+        if encrypt is None or encrypt is False:
+            return keyring.current if keyring is not None and encrypt is None else None
+        if keyring is None:
+            raise ValueError(
+                f"cannot encrypt {key!r}: the store has no key; open it with "
+                "encryption=<key> (e.g. ccstore.generate_key())"
+            )
+        return keyring.current
 
     def _put_tree(self, key: str, tree: dict, **options: Any) -> None:
         """Store each leaf of a nested dict under ``key/<path>``; drop what the old value had."""
@@ -382,23 +429,79 @@ class Store(MutableMapping[str, Any]):
 
     def copy(self, src: str, dst: str) -> None:
         """Copy the object (or every object below the prefix) ``src`` to ``dst``."""
-        self._transfer(src, dst, self.backend.copy)
+        self._transfer(src, dst, move=False)
 
     def move(self, src: str, dst: str) -> None:
         """Move the object (or every object below the prefix) ``src`` to ``dst``."""
-        self._transfer(src, dst, self.backend.move)
+        self._transfer(src, dst, move=True)
 
-    def _transfer(self, src: str, dst: str, operation: Any) -> None:
+    def _transfer(self, src: str, dst: str, *, move: bool) -> None:
         self._check_writable(dst)
         source, target = self._key(src), self._key(dst)
         if self.backend.exists(source):
-            operation(source, target)
+            self._relocate(source, target, move)
             return
         below = list(self.backend.list(source + "/"))
         if not below:
             raise KeyNotFoundError(src, self.url)
         for full in below:
-            operation(full, target + full[len(source) :])
+            self._relocate(full, target + full[len(source) :], move)
+
+    def _relocate(self, source: str, target: str, move: bool) -> None:
+        """Copy or move one object; encrypted objects are re-bound to their new key (their
+        header is rewritten, their chunks copied as they are)."""
+        layout = self._encrypted_layout(source)
+        if layout is None:
+            (self.backend.move if move else self.backend.copy)(source, target)
+            return
+        header = rewrap_header(
+            layout.header, source, self.options.encryption, new_object_key=target
+        )
+        self.backend.copy_with_tail(
+            source, target, layout.data_end, layout.tail_with_header(header)
+        )
+        if move:
+            self.backend.delete(source)
+
+    def _encrypted_layout(self, full_key: str) -> ObjectLayout | None:
+        try:
+            layout = self._raw_layout(full_key)
+        except CorruptObjectError:  # not a ccstore object: nothing is bound to its key
+            return None
+        return layout if layout.encrypted else None
+
+    def rotate_key(self, new_key: KeyLike, *, prefix: str = "") -> int:
+        """Re-wrap every encrypted object below ``prefix`` with ``new_key``; returns how many
+        objects were rewritten. Objects the keyring cannot open are left as they are and
+        reported together in a CCStoreError once the others are done (rerunning is safe).
+
+        Only each object's small header changes (its data key is wrapped anew); chunks are
+        copied as they are (server-side where the backend can), never decrypted. The store's
+        keyring must open the objects. Run it while nobody writes those keys: an object
+        replaced during its rotation could come out corrupt (and is then detected as such).
+        """
+        new = as_keyring(new_key).current
+        rotated, failed = 0, []
+        base = self.prefix + validate_prefix(prefix)
+        for full in list(self.backend.list(base)):
+            self._check_writable(full[len(self.prefix) :])
+            layout = self._encrypted_layout(full)
+            if layout is None or layout.header["encryption"].get("key_id") == new.key_id:
+                continue
+            try:
+                header = rewrap_header(layout.header, full, self.options.encryption, new_master=new)
+            except CCStoreError as error:  # rotate the rest; report these at the end
+                failed.append(error)
+                continue
+            tail = layout.tail_with_header(header)
+            self.backend.copy_with_tail(full, full, layout.data_end, tail)
+            rotated += 1
+        if failed:
+            details = "; ".join(str(e) for e in failed[:5])
+            raise CCStoreError(
+                f"rotated {rotated} object(s); {len(failed)} could not be opened: {details}"
+            )
+        return rotated
 
 
 def _check_metadata(key: str, metadata: Any) -> None:
@@ -432,7 +535,7 @@ def open(url: str | os.PathLike[str], **options: Any) -> Store:
     ``s3://bucket/prefix``, ``gdrive://Folder/Sub``.
 
     Store options (see StoreOptions): compression, chunk_bytes, read_only, allow_pickle,
-    concurrency, coalesce_gap, max_request_bytes, tail_bytes, progress. Other keyword
+    concurrency, coalesce_gap, max_request_bytes, tail_bytes, progress, encryption. Other keyword
     arguments go to the backend (e.g. ``fsync`` for local stores, ``endpoint_url`` for S3).
     """
     remaining = dict(options)
@@ -442,3 +545,25 @@ def open(url: str | os.PathLike[str], **options: Any) -> Store:
         unknown = ", ".join(sorted(remaining))
         raise TypeError(f"unknown option(s) for {backend.scheme}:// stores: {unknown}")
     return Store(backend, prefix, store_options)
+
+
+def rotate_key(
+    store: Store | str | os.PathLike[str],
+    new_key: KeyLike,
+    old_keys: KeyLike | list[KeyLike] | Keyring,
+    *,
+    prefix: str = "",
+    **options: Any,
+) -> int:
+    """Re-wrap every encrypted object below ``prefix`` of a store (or URL) from ``old_keys``
+    to ``new_key`` without rewriting their data; returns how many objects changed.
+    Afterwards the objects open with ``new_key`` alone."""
+    old = as_keyring(old_keys)
+    if not isinstance(store, Store):
+        store = open(store, **options)
+    elif options:
+        raise TypeError("options apply when a URL is given, not a Store")
+    keyring = Keyring([*old.keys, new_key])
+    return Store(store.backend, store.prefix, store.options.updated(encryption=keyring)).rotate_key(
+        new_key, prefix=prefix
+    )

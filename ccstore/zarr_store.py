@@ -74,6 +74,12 @@ class ZarrStore(Store):
             if url is None:
                 raise TypeError("ZarrStore needs a URL (or store=<ccstore.Store>)")
             store = open_store(url, **options)
+        if store.options.encryption is not None:
+            # zarr writes its own objects; they would leave this process unencrypted.
+            raise ValueError(
+                "ccstore encryption applies to ccstore objects, not to zarr keys: open the "
+                "zarr store without encryption= (zarr data would be stored in the clear)"
+            )
         self._store = store
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pytest
 
 from ccstore.backends.base import (
@@ -194,6 +195,19 @@ class BackendConformance:
         assert not backend.exists("src/a")
         with pytest.raises(KeyNotFoundError):
             backend.copy("nope", "x")
+
+    @pytest.mark.parametrize("keep", [0, 5, 6 << 20])
+    def test_copy_with_tail(self, backend, keep):
+        body = np.random.default_rng(keep).integers(0, 256, keep + 100, dtype=np.uint8).tobytes()
+        backend.write("src/a", [body])
+        backend.copy_with_tail("src/a", "dst/b", keep, b"new tail")
+        assert backend.read("dst/b") == body[:keep] + b"new tail"
+        assert backend.read("src/a") == body
+        backend.copy_with_tail("src/a", "src/a", keep, b"in place")  # src may be dst
+        assert backend.read("src/a") == body[:keep] + b"in place"
+        with pytest.raises(KeyNotFoundError):
+            backend.copy_with_tail("nope", "x", keep, b"t")
+        assert not backend.exists("x")
 
     def test_conditional_write(self, backend):
         if not backend.supports_conditional_write:

@@ -55,6 +55,19 @@ def test_multipart_write_streams_parts_and_reads_back(endpoint):
     ) == (b"\x15\x16\x16")
 
 
+def test_copy_with_tail_copies_server_side(endpoint):
+    backend = make_s3_backend(endpoint, part_size=5 << 20)
+    body = bytes(range(256)) * (48 << 12)  # 12 MiB
+    backend.write("enc", [body])
+    before = backend.stats.snapshot()
+    backend.copy_with_tail("enc", "enc", 11 << 20, b"re-keyed tail")
+    cost = backend.stats.snapshot() - before
+    assert cost.bytes_read == 0 and cost.bytes_written == len(b"re-keyed tail")
+    assert cost.copies == 1  # one UploadPartCopy for 11 MiB
+    assert backend.read("enc") == body[: 11 << 20] + b"re-keyed tail"
+    assert _uploads_in_progress(backend) == []
+
+
 def test_failed_multipart_write_aborts_and_keeps_old_value(endpoint):
     backend = make_s3_backend(endpoint, part_size=5 << 20)
     backend.write("k", [b"old value"])

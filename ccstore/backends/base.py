@@ -6,7 +6,8 @@ storage service only through these methods.
 
 Required: ``read``, ``write``, ``delete``, ``list``, ``list_dir``, ``head``.
 Optional, with working defaults: ``read_into`` (zero-copy reads), ``delete_many``, ``copy``,
-``move``. Backends that can write conditionally set ``supports_conditional_write``.
+``move``, ``copy_with_tail``. Backends that can write conditionally set
+``supports_conditional_write``.
 
 Backends must be picklable: they carry configuration, not open connections, and reconnect
 lazily in the process that unpickles them.
@@ -211,10 +212,33 @@ class Backend(ABC):
         self.copy(src, dst)
         self.delete(src)
 
-    def _iter_ranges(self, key: str, step: int = 8 << 20) -> Iterator[bytes]:
-        size = self.head(key).size
+    def copy_with_tail(self, src: str, dst: str, keep: int, tail: Buffer) -> None:
+        """Write ``dst`` (atomically, like ``write``) as the first ``keep`` bytes of ``src``
+        followed by ``tail``; ``src`` may be ``dst``. Used to re-key or re-bind encrypted
+        objects without touching their chunks. Default: stream the bytes through."""
+
+        from ..errors import CorruptObjectError
+
+        if self.head(src).size < keep:
+            raise CorruptObjectError(src, f"shorter than the {keep} bytes to keep")
+
+        def parts() -> Iterator[Buffer]:
+            yield from self._iter_ranges(src, end=keep)
+            yield tail
+
+        self.write(dst, parts())
+
+    def _iter_ranges(
+        self, key: str, step: int = 8 << 20, end: int | None = None
+    ) -> Iterator[bytes]:
+        from ..errors import CorruptObjectError
+
+        size = self.head(key).size if end is None else end
         for start in range(0, size, step):
-            yield self.read(key, RangeByteRequest(start, min(start + step, size)))
+            data = self.read(key, RangeByteRequest(start, min(start + step, size)))
+            if len(data) != min(step, size - start):
+                raise CorruptObjectError(key, "the object changed or shrank while being copied")
+            yield data
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"

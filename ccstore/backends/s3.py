@@ -29,6 +29,7 @@ __all__ = ["S3Backend", "from_url"]
 
 T = TypeVar("T")
 _MIN_PART = 5 << 20  # S3's minimum size of every part but the last
+_COPY_PART = 1 << 30  # server-side copy parts (S3 allows up to 5 GiB each)
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 # Raised by urllib3/botocore while a response body streams in; botocore's own retries end
 # when the headers arrive, so these are retried here.
@@ -376,19 +377,85 @@ class S3Backend(Backend):
             )
             self.stats.record("writes")
         except BaseException:
-            for future in in_flight:
-                future.cancel()
-            for future in in_flight:
-                if not future.cancelled():
-                    try:
-                        future.result()
-                    except Exception:
-                        pass
-            try:
-                client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-                self.stats.record("writes")
-            except Exception:  # the original failure matters more than a failed abort
-                pass
+            self._abort(key, upload_id, in_flight)
+            raise
+
+    def _abort(self, key: str, upload_id: str, in_flight: Iterable[Future]) -> None:
+        """Abort a multipart upload once its in-flight parts have stopped (no orphan parts)."""
+        for future in in_flight:
+            future.cancel()
+        for future in in_flight:
+            if not future.cancelled():
+                try:
+                    future.result()
+                except Exception:
+                    pass
+        try:
+            self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            self.stats.record("writes")
+        except Exception:  # the original failure matters more than a failed abort
+            pass
+
+    def copy_with_tail(self, src: str, dst: str, keep: int, tail: Buffer) -> None:
+        """Server-side: the kept bytes are copied as UploadPartCopy ranges, only ``tail``
+        travels. Objects too small for multipart parts (5 MiB) go through the client."""
+        validate_key(src)
+        validate_key(dst)
+        if keep < _MIN_PART:
+            super().copy_with_tail(src, dst, keep, tail)
+            return
+        client = self._client
+        upload_id = self._call(
+            lambda: client.create_multipart_upload(Bucket=self.bucket, Key=dst)["UploadId"], dst
+        )
+        self.stats.record("writes")
+        count = -(-keep // _COPY_PART)
+        bounds = [keep * i // count for i in range(count + 1)]
+        futures: list[Future] = []
+
+        def copy_part(number: int) -> dict[str, Any]:
+            start, end = bounds[number - 1], bounds[number]
+            response = self._call(
+                lambda: client.upload_part_copy(
+                    Bucket=self.bucket,
+                    Key=dst,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource={"Bucket": self.bucket, "Key": src},
+                    CopySourceRange=f"bytes={start}-{end - 1}",
+                ),
+                src,
+            )
+            self.stats.record("copies")
+            return {"PartNumber": number, "ETag": response["CopyPartResult"]["ETag"]}
+
+        try:
+            futures = [self._uploads.submit(copy_part, n) for n in range(1, count + 1)]
+            last = self._call(
+                lambda: client.upload_part(
+                    Bucket=self.bucket,
+                    Key=dst,
+                    UploadId=upload_id,
+                    PartNumber=count + 1,
+                    Body=bytes(tail),
+                ),
+                dst,
+            )
+            self.stats.record("writes", bytes_written=len(tail))
+            parts = [f.result() for f in futures]
+            parts.append({"PartNumber": count + 1, "ETag": last["ETag"]})
+            self._call(
+                lambda: client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=dst,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                ),
+                dst,
+            )
+            self.stats.record("writes")
+        except BaseException:
+            self._abort(dst, upload_id, futures)
             raise
 
     def delete(self, key: str) -> None:
