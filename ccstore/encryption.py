@@ -321,22 +321,32 @@ class ObjectCipher:
 
     def seal(self, index: int, data: Any) -> bytes:
         """The stored bytes of chunk ``index`` (ciphertext followed by the 16-byte tag)."""
-        return self._aead.encrypt(_CHUNK_NONCE.pack(0, index), bytes(data), self._aad(index))
+        return self._aead.encrypt(_CHUNK_NONCE.pack(0, index), data, self._aad(index))
 
     def open(self, index: int, data: memoryview) -> memoryview:
         """The plaintext of chunk ``index``, in a per-thread buffer valid until this thread's
         next ``open``; raises InvalidTag if the chunk is not what was sealed there."""
-        if len(data) < TAG_BYTES:
+        out = _plaintext_buffer(max(len(data) - TAG_BYTES, 0))
+        self.open_into(index, data, [out])
+        return out
+
+    def open_into(self, index: int, data: memoryview, outputs: list[memoryview]) -> None:
+        """Decrypt chunk ``index`` straight into ``outputs`` (consecutive pieces of its
+        plaintext, e.g. the runs of its region in the result array); raises InvalidTag, after
+        which the outputs hold garbage and must be discarded."""
+        size = len(data) - TAG_BYTES
+        if size < 0 or size != sum(len(o) for o in outputs):
             raise InvalidTag()
-        body, tag = data[:-TAG_BYTES], data[-TAG_BYTES:]
         decryptor = Cipher(
-            algorithms.AES(self.data_key), modes.GCM(_CHUNK_NONCE.pack(0, index), bytes(tag))
+            algorithms.AES(self.data_key),
+            modes.GCM(_CHUNK_NONCE.pack(0, index), bytes(data[size:])),
         ).decryptor()
         decryptor.authenticate_additional_data(self._aad(index))
-        out = _plaintext_buffer(len(body) + 15)  # update_into wants one block of slack
-        written = decryptor.update_into(body, out)
+        position = 0
+        for out in outputs:
+            decryptor.update_into(data[position : position + len(out)], out)
+            position += len(out)
         decryptor.finalize()
-        return out[:written]
 
 
 _local = threading.local()

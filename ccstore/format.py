@@ -42,6 +42,7 @@ __all__ = [
     "ObjectLayout",
     "checksum",
     "decode_chunk",
+    "decrypt_chunk_into",
     "dtype_from_json",
     "dtype_to_json",
     "encode_tail",
@@ -340,22 +341,43 @@ def verify_chunk(
     """Check one stored chunk's checksum (and, if encrypted and ``authenticate``, its
     authentication tag); returns its codec-encoded bytes (decrypted into a per-thread buffer
     when encrypted and authenticated)."""
-    number = array.first_chunk + index
-    entry = layout.index[number]
+    _check_stored(layout, array, index, data)
+    if not layout.encrypted or not authenticate:
+        return data
+    return _decrypt(layout, array, index, lambda cipher, n: cipher.open(n, data))
+
+
+def decrypt_chunk_into(
+    layout: ObjectLayout,
+    array: ArrayLayout,
+    index: int,
+    data: memoryview,
+    outputs: list[memoryview],
+) -> None:
+    """Verify an encrypted, uncompressed chunk and decrypt it straight into ``outputs`` (the
+    consecutive runs of its plaintext in the destination)."""
+    _check_stored(layout, array, index, data)
+    _decrypt(layout, array, index, lambda cipher, n: cipher.open_into(n, data, outputs))
+
+
+def _check_stored(layout: ObjectLayout, array: ArrayLayout, index: int, data: Any) -> None:
+    entry = layout.index[array.first_chunk + index]
     if len(data) != entry["nbytes"] or checksum(data) != entry["checksum"]:
         raise CorruptObjectError(
             layout.key, f"checksum mismatch in chunk {index} of {array.name!r}"
         )
-    if not layout.encrypted or not authenticate:
-        return data
+
+
+def _decrypt(layout: ObjectLayout, array: ArrayLayout, index: int, run: Any) -> Any:
+    key_id = str(layout.header["encryption"].get("key_id", "?"))
     if layout.cipher is None:
-        raise EncryptedObjectError(layout.key, str(layout.header["encryption"].get("key_id")))
+        raise EncryptedObjectError(layout.key, key_id)
     try:
-        return layout.cipher.open(number, data)
+        return run(layout.cipher, array.first_chunk + index)
     except InvalidTag:
         raise DecryptionError(
             layout.key,
-            layout.header["encryption"].get("key_id", "?"),
+            key_id,
             f"chunk {index} of {array.name!r} fails authentication (tampered or misplaced)",
         ) from None
 

@@ -11,7 +11,15 @@ import numpy as np
 
 from .backends.base import Backend, RangeByteRequest
 from .errors import CorruptObjectError
-from .format import MAGIC, ArrayLayout, ObjectLayout, checksum, decode_chunk, verify_chunk
+from .format import (
+    MAGIC,
+    ArrayLayout,
+    ObjectLayout,
+    checksum,
+    decode_chunk,
+    decrypt_chunk_into,
+    verify_chunk,
+)
 from .options import StoreOptions
 from .transfer import Progress, ProgressOption, Span, coalesce, run_all
 
@@ -129,11 +137,28 @@ def read_array(
         out[grid.region(cid)] = chunk
 
     with Progress(progress, out.nbytes, layout.key) as bar:
-        if array.codecs or layout.encrypted or out.size == 0:
+        if array.codecs or out.size == 0:
             read_chunks(ctx, layout, array, range(grid.nchunks), place, bar)
+        elif layout.encrypted:
+            _decrypt_raw_chunks(ctx, layout, array, out, bar)
         else:
             _scatter_raw_chunks(ctx, layout, array, out, bar)
     return out
+
+
+def _decrypt_raw_chunks(
+    ctx: IOContext, layout: ObjectLayout, array: ArrayLayout, out: np.ndarray, bar: Progress
+) -> None:
+    """Decrypt uncompressed chunks straight into their place in ``out`` (no plaintext copy)."""
+    grid = array.grid
+    flat = memoryview(out.reshape(-1, order="A").view(np.uint8))
+
+    def deliver(cid: int, data: memoryview) -> None:
+        runs = _runs(flat, out, grid.region(cid), array.order)
+        decrypt_chunk_into(layout, array, cid, data, runs)
+        bar.update(sum(len(run) for run in runs))
+
+    _fetch_stored(ctx, layout, array, range(grid.nchunks), deliver)
 
 
 def _scatter_raw_chunks(
