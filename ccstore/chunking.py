@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["DEFAULT_CHUNK_BYTES", "ChunkGrid", "auto_chunks", "normalize_chunks"]
+__all__ = ["DEFAULT_CHUNK_BYTES", "ChunkGrid", "auto_chunks", "normalize_chunks", "region_runs"]
 
 DEFAULT_CHUNK_BYTES = 4 << 20
 
@@ -75,3 +75,26 @@ class ChunkGrid:
 
     def chunk_shape(self, index: int) -> tuple[int, ...]:
         return tuple(s.stop - s.start for s in self.region(index))
+
+
+def region_runs(
+    flat: memoryview, array: np.ndarray, region: tuple[slice, ...], order: str
+) -> list[memoryview]:
+    """The contiguous byte runs of ``array[region]`` inside ``flat`` (the bytes of the
+    contiguous ``array`` in its memory ``order``), in that order: a chunk's raw bytes."""
+    shape, bounds = list(array.shape), list(region)
+    if order == "F":
+        shape, bounds = shape[::-1], bounds[::-1]
+    if not shape:
+        return [flat]
+    itemsize = array.dtype.itemsize
+    strides = [itemsize * int(np.prod(shape[i + 1 :])) for i in range(len(shape))]
+    k = len(shape) - 1
+    while k > 0 and bounds[k].start == 0 and bounds[k].stop == shape[k]:
+        k -= 1  # axes the region spans whole fold into one longer run
+    length = (bounds[k].stop - bounds[k].start) * strides[k]
+    starts = np.zeros(1, dtype=np.int64) + bounds[k].start * strides[k]
+    for axis in range(k - 1, -1, -1):
+        offsets = np.arange(bounds[axis].start, bounds[axis].stop, dtype=np.int64) * strides[axis]
+        starts = (offsets[:, None] + starts[None, :]).reshape(-1)
+    return [flat[s : s + length] for s in starts.tolist()]

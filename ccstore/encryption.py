@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -310,18 +311,22 @@ class ObjectCipher:
     data_key: bytes
     digest: bytes
 
-    def __post_init__(self) -> None:
-        self._aead = AESGCM(self.data_key)
-
-    def __reduce__(self) -> Any:  # dask workers get it with the LazyArray that needs it
-        return (ObjectCipher, (self.data_key, self.digest))
-
     def _aad(self, index: int) -> bytes:
         return b"ccstore/chunk\0" + self.digest + struct.pack("<Q", index)
 
-    def seal(self, index: int, data: Any) -> bytes:
+    def seal(self, index: int, data: Any) -> memoryview:
         """The stored bytes of chunk ``index`` (ciphertext followed by the 16-byte tag)."""
-        return self._aead.encrypt(_CHUNK_NONCE.pack(0, index), data, self._aad(index))
+        data = memoryview(data).cast("B")
+        size = len(data)
+        # AESGCM.encrypt zero-fills its output first: a whole extra pass over fresh memory.
+        out = memoryview(np.empty(size + TAG_BYTES, np.uint8))
+        nonce = _CHUNK_NONCE.pack(0, index)
+        encryptor = Cipher(algorithms.AES(self.data_key), modes.GCM(nonce)).encryptor()
+        encryptor.authenticate_additional_data(self._aad(index))
+        encryptor.update_into(data, out[:size])
+        encryptor.finalize()
+        out[size:] = encryptor.tag
+        return out
 
     def open(self, index: int, data: memoryview) -> memoryview:
         """The plaintext of chunk ``index``, in a per-thread buffer valid until this thread's

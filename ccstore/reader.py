@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .backends.base import Backend, RangeByteRequest
+from .chunking import region_runs
 from .errors import CorruptObjectError
 from .format import (
     MAGIC,
@@ -146,6 +147,9 @@ def read_array(
     return out
 
 
+_MAX_DIRECT_RUNS = 16  # each decryption call costs a few microseconds of Python
+
+
 def _decrypt_raw_chunks(
     ctx: IOContext, layout: ObjectLayout, array: ArrayLayout, out: np.ndarray, bar: Progress
 ) -> None:
@@ -154,8 +158,12 @@ def _decrypt_raw_chunks(
     flat = memoryview(out.reshape(-1, order="A").view(np.uint8))
 
     def deliver(cid: int, data: memoryview) -> None:
-        runs = _runs(flat, out, grid.region(cid), array.order)
-        decrypt_chunk_into(layout, array, cid, data, runs)
+        region = grid.region(cid)
+        runs = region_runs(flat, out, region, array.order)
+        if len(runs) <= _MAX_DIRECT_RUNS:
+            decrypt_chunk_into(layout, array, cid, data, runs)
+        else:  # many short runs: one decryption call and one numpy copy beat many calls
+            out[region] = decode_chunk(layout, array, cid, data)
         bar.update(sum(len(run) for run in runs))
 
     _fetch_stored(ctx, layout, array, range(grid.nchunks), deliver)
@@ -185,7 +193,7 @@ def _scatter_raw_chunks(
         for cid, start, end in span.chunks:
             if start > position:  # a gap merged into the span: read and drop
                 buffers.append(memoryview(bytearray(start - position)))
-            runs = _runs(flat, out, grid.region(cid), array.order)
+            runs = region_runs(flat, out, grid.region(cid), array.order)
             owners.append((cid, runs))
             buffers.extend(runs)
             position = end
@@ -208,26 +216,6 @@ def _scatter_raw_chunks(
             bar.update(sum(len(run) for run in runs))
 
     run_all(ctx.executor, fetch, spans)
-
-
-def _runs(flat: memoryview, out: np.ndarray, region: tuple[slice, ...], order: str) -> list:
-    """The contiguous byte runs of ``out[region]`` inside ``flat``, in memory order."""
-    shape, bounds = list(out.shape), list(region)
-    if order == "F":
-        shape, bounds = shape[::-1], bounds[::-1]
-    if not shape:
-        return [flat]
-    itemsize = out.dtype.itemsize
-    strides = [itemsize * int(np.prod(shape[i + 1 :])) for i in range(len(shape))]
-    k = len(shape) - 1
-    while k > 0 and bounds[k].start == 0 and bounds[k].stop == shape[k]:
-        k -= 1  # axes the region spans whole fold into one longer run
-    length = (bounds[k].stop - bounds[k].start) * strides[k]
-    starts = np.zeros(1, dtype=np.int64) + bounds[k].start * strides[k]
-    for axis in range(k - 1, -1, -1):
-        offsets = np.arange(bounds[axis].start, bounds[axis].stop, dtype=np.int64) * strides[axis]
-        starts = (offsets[:, None] + starts[None, :]).reshape(-1)
-    return [flat[s : s + length] for s in starts.tolist()]
 
 
 def read_arrays(
