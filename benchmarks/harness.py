@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Result", "measure", "median_of", "peak_rss", "table", "timed"]
+__all__ = ["Result", "interleaved", "measure", "median_of", "peak_rss", "table", "timed"]
 
 
 def peak_rss() -> int:
@@ -104,6 +104,29 @@ def median_of(runs: int, operation: str, python: str | None = None, **kwargs: An
         statistics.median(r.seconds for r in results), 1e-9
     )
     return middle
+
+
+def interleaved(
+    runs: int, cases: dict[Any, tuple[str, dict[str, Any]]], python: str | None = None
+) -> dict[Any, Result]:
+    """The median run of every case, running the cases in turn ``runs`` times over.
+
+    ``cases`` maps a label to ``(operation, kwargs)`` for :func:`measure`. Taking turns spreads
+    slow drifts of a shared machine (other tenants, writeback of earlier runs) over every case
+    instead of charging them to whichever ran during them. Peak RSS is the max over runs.
+    """
+    results: dict[Any, list[Result]] = {label: [] for label in cases}
+    for _ in range(runs):
+        for label, (operation, kwargs) in cases.items():
+            results[label].append(measure(operation, python, **kwargs))
+    medians = {}
+    for label, rs in results.items():
+        rs.sort(key=lambda r: r.seconds)
+        middle = rs[len(rs) // 2]
+        middle.peak_rss = max(r.peak_rss for r in rs)
+        middle.extra["spread"] = (rs[-1].seconds - rs[0].seconds) / max(middle.seconds, 1e-9)
+        medians[label] = middle
+    return medians
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

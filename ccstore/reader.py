@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
@@ -138,7 +139,7 @@ def read_array(
         out[grid.region(cid)] = chunk
 
     with Progress(progress, out.nbytes, layout.key) as bar:
-        if array.codecs or out.size == 0:
+        if array.codecs or out.size == 0 or not _few_runs(out, array):
             read_chunks(ctx, layout, array, range(grid.nchunks), place, bar)
         elif layout.encrypted:
             _decrypt_raw_chunks(ctx, layout, array, out, bar)
@@ -147,7 +148,23 @@ def read_array(
     return out
 
 
-_MAX_DIRECT_RUNS = 16  # each decryption call costs a few microseconds of Python
+# Reading or decrypting straight into the result costs a few microseconds of Python per
+# contiguous run of a chunk in it; past this many runs, one read into a warm scratch buffer
+# and one numpy copy into place are cheaper (a 4 MiB copy takes ~0.3 ms).
+_MAX_DIRECT_RUNS = 16
+
+
+def _few_runs(out: np.ndarray, array: ArrayLayout) -> bool:
+    """Whether every raw chunk of ``array`` is at most _MAX_DIRECT_RUNS runs of ``out``."""
+    runs = 1
+    chunks, shape = array.chunks, out.shape
+    if array.order == "F":
+        chunks, shape = chunks[::-1], shape[::-1]
+    for axis in range(len(shape) - 1, 0, -1):  # axes a chunk spans whole fold into longer runs
+        if chunks[axis] < shape[axis]:
+            runs = math.prod(chunks[:axis])
+            break
+    return runs <= _MAX_DIRECT_RUNS
 
 
 def _decrypt_raw_chunks(
@@ -158,12 +175,8 @@ def _decrypt_raw_chunks(
     flat = memoryview(out.reshape(-1, order="A").view(np.uint8))
 
     def deliver(cid: int, data: memoryview) -> None:
-        region = grid.region(cid)
-        runs = region_runs(flat, out, region, array.order)
-        if len(runs) <= _MAX_DIRECT_RUNS:
-            decrypt_chunk_into(layout, array, cid, data, runs)
-        else:  # many short runs: one decryption call and one numpy copy beat many calls
-            out[region] = decode_chunk(layout, array, cid, data)
+        runs = region_runs(flat, out, grid.region(cid), array.order)
+        decrypt_chunk_into(layout, array, cid, data, runs)
         bar.update(sum(len(run) for run in runs))
 
     _fetch_stored(ctx, layout, array, range(grid.nchunks), deliver)

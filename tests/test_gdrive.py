@@ -102,3 +102,22 @@ def test_delete_trashes_by_default_and_can_delete(fake_drive, backend):
     permanent.delete("d")
     assert fake_drive.count(op="files.delete") == 1
     assert not permanent.exists("d")
+
+
+@pytest.mark.parametrize("nbytes", [16, 700 << 10])  # one PUT, and several (256 KiB chunks)
+def test_stats_count_every_request_on_the_wire(fake_drive, backend, nbytes):
+    def api_requests() -> int:  # the service-account token exchange is not a Drive request
+        return sum(1 for r in fake_drive.requests if not r.op.startswith("oauth"))
+
+    store = ccstore.Store(backend, "s")
+    array = np.arange(nbytes // 8, dtype="u8")
+    fake_drive.reset_log()
+    store["d/k"] = array
+    assert store.stats.requests == api_requests()
+    uploads = fake_drive.count(op="upload.chunk")
+    assert (uploads > 1) == (nbytes > 256 << 10)
+    fake_drive.reset_log()
+    before = store.stats.requests
+    np.testing.assert_array_equal(store.load("d/k"), array)
+    assert store.ls("d") == ["d/k"]
+    assert store.stats.requests - before == api_requests() > 0

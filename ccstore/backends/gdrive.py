@@ -359,8 +359,9 @@ class DriveBackend(Backend):
         response = None
         try:
             while response is None:
+                starting = request.resumable_uri is None  # the first call also opens a session
                 _, response = request.next_chunk(num_retries=self._config["retries"])
-                self.stats.record("writes")
+                self.stats.record("writes", requests=2 if starting else 1)
         except Exception as e:
             from googleapiclient.errors import HttpError
 

@@ -79,18 +79,19 @@ class LocalBackend(Backend):
             fd = os.open(path, os.O_RDONLY)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise KeyNotFoundError(key, self.url) from None
-        done = 0
+        done, first = 0, 0
         pending = [b for b in buffers if len(b)]
         try:
-            while pending:
-                n = os.preadv(fd, pending[:_IOV_MAX], start + done)
+            while first < len(pending):
+                n = os.preadv(fd, pending[first : first + _IOV_MAX], start + done)
                 if n == 0:
                     break
                 done += n
-                while pending and n >= len(pending[0]):  # drop filled buffers, trim a partial one
-                    n -= len(pending.pop(0))
-                if n:
-                    pending[0] = pending[0][n:]
+                while first < len(pending) and n >= len(pending[first]):  # skip filled buffers
+                    n -= len(pending[first])
+                    first += 1
+                if n:  # a partly filled buffer: read the rest of it next
+                    pending[first] = pending[first][n:]
         finally:
             os.close(fd)
         self.stats.record("reads", bytes_read=done)
