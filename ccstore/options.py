@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .chunking import DEFAULT_CHUNK_BYTES
 from .codecs import Compression, resolve
 from .encryption import Keyring, as_keyring
 from .transfer import ProgressOption
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
 
 __all__ = ["StoreOptions"]
 
@@ -22,9 +25,12 @@ class StoreOptions:
     chunk_bytes: target size of automatically chosen chunks (raw bytes).
     read_only: refuse every write with ReadOnlyError.
     allow_pickle: allow reading pickled objects (and writing object-dtype arrays as pickles).
-    concurrency: requests (and chunk encodings) in flight at once.
+    concurrency: requests (and chunk encodings) in flight at once. Default: the backend's
+        (8 for S3 and Google Drive, which hide latency with requests in flight; the number of
+        CPUs, at most 8, for local and memory stores, which are bound by cores and memory).
     coalesce_gap: merge byte ranges of chunks separated by at most this many bytes.
-    max_request_bytes: largest merged read; bounds memory at concurrency x this.
+    max_request_bytes: largest merged read; bounds memory at concurrency x this. Default: the
+        backend's (8 MiB for network backends, 4 MiB for local and memory stores).
     tail_bytes: bytes read from an object's end to get header and index in one request.
     progress: True, False, None (auto: bar for large transfers on a terminal) or a callable
         ``fn(bytes_done, bytes_total)``.
@@ -37,9 +43,9 @@ class StoreOptions:
     chunk_bytes: int = DEFAULT_CHUNK_BYTES
     read_only: bool = False
     allow_pickle: bool = False
-    concurrency: int = 8
+    concurrency: int | None = None
     coalesce_gap: int = 64 << 10
-    max_request_bytes: int = 8 << 20
+    max_request_bytes: int | None = None
     tail_bytes: int = 64 << 10
     progress: ProgressOption = None
     encryption: Keyring | None = None
@@ -48,7 +54,8 @@ class StoreOptions:
         resolve(self.compression)  # fail at open(), not at the first write
         object.__setattr__(self, "encryption", as_keyring(self.encryption))
         for name in ("chunk_bytes", "concurrency", "max_request_bytes", "tail_bytes"):
-            if int(getattr(self, name)) < 1:
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.coalesce_gap < 0:
             raise ValueError(f"coalesce_gap must be >= 0, got {self.coalesce_gap!r}")
@@ -62,6 +69,15 @@ class StoreOptions:
     def progress_for(self, progress: ProgressOption) -> ProgressOption:
         """A call's ``progress=`` argument, or the store's when the call gave none."""
         return self.progress if progress is None else progress
+
+    def for_backend(self, backend: Backend) -> StoreOptions:
+        """These options, with ``backend``'s transfer defaults where none was given."""
+        unset = {
+            name: value
+            for name, value in backend.transfer_defaults.items()
+            if getattr(self, name) is None
+        }
+        return replace(self, **unset) if unset else self
 
     def updated(self, **changes: Any) -> StoreOptions:
         return replace(self, **changes)

@@ -99,7 +99,7 @@ class Store(MutableMapping[str, Any]):
     ) -> None:
         self.backend = backend
         self.prefix = validate_prefix(prefix)
-        self.options = options or StoreOptions()
+        self.options = (options or StoreOptions()).for_backend(backend)
         self._runtime = _runtime or _Runtime(self.options.concurrency)
 
     # -- identity, pickling, resources -------------------------------------------------------

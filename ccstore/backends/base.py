@@ -7,7 +7,8 @@ storage service only through these methods.
 Required: ``read``, ``write``, ``delete``, ``list``, ``list_dir``, ``head``.
 Optional, with working defaults: ``read_into`` (zero-copy reads), ``delete_many``, ``copy``,
 ``move``, ``copy_with_tail``. Backends that can write conditionally set
-``supports_conditional_write``.
+``supports_conditional_write``; ``transfer_defaults`` gives the concurrency and request size
+that suit the service (stores use them unless told otherwise).
 
 Backends must be picklable: they carry configuration, not open connections, and reconnect
 lazily in the process that unpickles them.
@@ -15,6 +16,7 @@ lazily in the process that unpickles them.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -98,6 +100,15 @@ def http_range(byte_range: ByteRange | None) -> str | None:
     raise TypeError(f"not a byte range: {byte_range!r}")
 
 
+# Local and memory backends are bound by cores and memory bandwidth, not latency: more
+# threads than cores only contend, and requests that stay in cache copy faster (measured on
+# 2 cores, whole 1 GiB reads: 2 threads x 4 MiB beat 8 x 8 MiB by 1.4x warm, 1.2x cold).
+IN_PROCESS_TRANSFER_DEFAULTS = {
+    "concurrency": min(8, os.cpu_count() or 1),
+    "max_request_bytes": 4 << 20,
+}
+
+
 class Backend(ABC):
     """A storage service holding objects under '/'-separated keys (see module docstring).
 
@@ -114,6 +125,11 @@ class Backend(ABC):
 
     scheme: ClassVar[str] = ""
     supports_conditional_write: ClassVar[bool] = False
+    # Store options a store over this backend uses unless given others (see StoreOptions).
+    transfer_defaults: ClassVar[dict[str, int]] = {
+        "concurrency": 8,
+        "max_request_bytes": 8 << 20,
+    }
 
     def __init__(self) -> None:
         self.stats = Stats()

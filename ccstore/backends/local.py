@@ -13,6 +13,7 @@ from urllib.parse import unquote
 from ..errors import InvalidKeyError, KeyExistsError, KeyNotFoundError
 from ..keys import TEMP_SUFFIX, validate_key
 from .base import (
+    IN_PROCESS_TRANSFER_DEFAULTS,
     Backend,
     Buffer,
     ByteRange,
@@ -34,6 +35,8 @@ class LocalBackend(Backend):
     A local directory cannot hold both an object ``a`` and an object ``a/b``; such a write
     raises InvalidKeyError.
     """
+
+    transfer_defaults = IN_PROCESS_TRANSFER_DEFAULTS
 
     scheme = "file"
     supports_conditional_write = True

@@ -8,7 +8,14 @@ from collections.abc import Iterable, Iterator
 
 from ..errors import KeyExistsError, KeyNotFoundError
 from ..keys import validate_key
-from .base import Backend, Buffer, ByteRange, ObjectStat, resolve_range
+from .base import (
+    IN_PROCESS_TRANSFER_DEFAULTS,
+    Backend,
+    Buffer,
+    ByteRange,
+    ObjectStat,
+    resolve_range,
+)
 
 __all__ = ["MemoryBackend", "from_url"]
 
@@ -23,6 +30,8 @@ class MemoryBackend(Backend):
     same backend every time within a process. An unpickled backend finds its namesake in the
     new process, or an empty one there: memory is never shared between processes.
     """
+
+    transfer_defaults = IN_PROCESS_TRANSFER_DEFAULTS
 
     scheme = "memory"
     supports_conditional_write = True
