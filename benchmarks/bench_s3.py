@@ -14,6 +14,7 @@ docs/benchmarks.md and docs/img/.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tempfile
@@ -89,7 +90,7 @@ def run(proxy, direct: str, bucket: str, libraries: list[str], args) -> list[dic
     from harness import measure
 
     nbytes = args.mib << 20
-    side = int((nbytes // 4) ** 0.5)
+    side = math.isqrt(nbytes // 4)  # the shape s3_peers._array gives the large array
     shape = [nbytes // 4 // side, side]
     rows = []
     for library in libraries:

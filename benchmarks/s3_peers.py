@@ -9,6 +9,7 @@ from the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) in every proces
 from __future__ import annotations
 
 import io
+import math
 import os
 import time
 
@@ -19,7 +20,10 @@ CONCURRENCY = 8
 
 
 def _array(nbytes: int) -> np.ndarray:
-    return np.random.default_rng(0).standard_normal(nbytes // 4, dtype=np.float32)
+    """The large array: float32, as near square as ``nbytes`` allows (as bench_s3.run)."""
+    values = np.random.default_rng(0).standard_normal(nbytes // 4, dtype=np.float32)
+    side = math.isqrt(nbytes // 4)
+    return values[: nbytes // 4 // side * side].reshape(-1, side)
 
 
 def _keys() -> tuple[str, str]:
@@ -161,10 +165,12 @@ def s3fs_row(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int]
 
     def row():
         with fs.open(f"{bucket}/{key}", "rb", block_size=1 << 16, cache_type="none") as f:
-            version = np.lib.format.read_magic(f)
-            shape_, _, dtype = np.lib.format._read_array_header(f, version)
+            fmt = np.lib.format
+            read_header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
+            shape_, _, dtype = read_header[fmt.read_magic(f)](f)
             start = f.tell() + shape[0] // 3 * shape_[1] * dtype.itemsize
-            data = fs.cat_file(f"{bucket}/{key}", start, start + shape_[1] * dtype.itemsize)
+            end = start + shape_[1] * dtype.itemsize
+            data = fs.cat_file(f"{bucket}/{key}", start=start, end=end)
             return np.frombuffer(data, dtype)
 
     seconds, values = _timed(row)
