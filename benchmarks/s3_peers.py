@@ -133,6 +133,12 @@ def _s3fs(endpoint: str):
         secret=secret,
         endpoint_url=endpoint,
         client_kwargs={"region_name": REGION},
+        # as for boto3 below: botocore >= 1.36 streams checksum trailers by default, which
+        # S3-compatible servers may not support (Ceph 16 left such small PUTs hanging)
+        config_kwargs={
+            "request_checksum_calculation": "when_required",
+            "response_checksum_validation": "when_required",
+        },
         max_concurrency=CONCURRENCY,
     )
 
