@@ -42,6 +42,10 @@ def start_server(name: str):
     import s3_servers
 
     base = Path(tempfile.mkdtemp(prefix="ccstore-bench-s3-"))
+    # Ceph keeps overwritten objects until its garbage collection runs: with the RAM-backed
+    # memstore (6 GB) a full run filled the OSD, which then stalled every write. Keep the data
+    # on disk unless told otherwise.
+    os.environ.setdefault("CEPH_OBJECTSTORE", "bluestore")
     start = s3_servers.SERVERS[name]
     return start() if name == "moto" else start(base)
 
