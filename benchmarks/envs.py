@@ -15,11 +15,11 @@ ROOT = Path(__file__).resolve().parent.parent
 ENVS = {
     # cottoncandy 0.4.0 as its users run it, with the boto3 it allows.
     "cottoncandy": ["cottoncandy==0.4.0", "numpy"],
-    # current s3fs, obstore and boto3 side by side, plus ccstore for the zarr comparisons.
     # ccstore's core install alone: pip picks the newest cryptography, which pydrive2 (the
     # gdrive extra, hence ccstore[all]) holds below 44. cryptography >= 50 releases the GIL
     # while encrypting, so chunks encrypt on several cores.
     "core": [f"-e{ROOT}"],
+    # current s3fs, obstore and boto3 side by side, plus ccstore for the zarr comparisons.
     "peers": ["s3fs>=2025", "obstore>=0.6", "boto3>=1.40", "numpy", "zarr>=3.1", f"-e{ROOT}"],
 }
 

@@ -96,8 +96,12 @@ def measure(operation: str, python: str | None = None, **kwargs: Any) -> Result:
 
 def median_of(runs: int, operation: str, python: str | None = None, **kwargs: Any) -> Result:
     """The run with the median time out of ``runs`` fresh-process runs (peak RSS: the max)."""
-    results = [measure(operation, python, **kwargs) for _ in range(runs)]
-    results.sort(key=lambda r: r.seconds)
+    return _median([measure(operation, python, **kwargs) for _ in range(runs)])
+
+
+def _median(results: list[Result]) -> Result:
+    """The median-time result, with the max peak RSS and the relative spread of the times."""
+    results = sorted(results, key=lambda r: r.seconds)
     middle = results[len(results) // 2]
     middle.peak_rss = max(r.peak_rss for r in results)
     middle.extra["spread"] = (results[-1].seconds - results[0].seconds) / max(
@@ -119,14 +123,7 @@ def interleaved(
     for _ in range(runs):
         for label, (operation, kwargs) in cases.items():
             results[label].append(measure(operation, python, **kwargs))
-    medians = {}
-    for label, rs in results.items():
-        rs.sort(key=lambda r: r.seconds)
-        middle = rs[len(rs) // 2]
-        middle.peak_rss = max(r.peak_rss for r in rs)
-        middle.extra["spread"] = (rs[-1].seconds - rs[0].seconds) / max(middle.seconds, 1e-9)
-        medians[label] = middle
-    return medians
+    return {label: _median(rs) for label, rs in results.items()}
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

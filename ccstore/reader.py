@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
@@ -155,16 +154,10 @@ _MAX_DIRECT_RUNS = 16
 
 
 def _few_runs(out: np.ndarray, array: ArrayLayout) -> bool:
-    """Whether every raw chunk of ``array`` is at most _MAX_DIRECT_RUNS runs of ``out``."""
-    runs = 1
-    chunks, shape = array.chunks, out.shape
-    if array.order == "F":
-        chunks, shape = chunks[::-1], shape[::-1]
-    for axis in range(len(shape) - 1, 0, -1):  # axes a chunk spans whole fold into longer runs
-        if chunks[axis] < shape[axis]:
-            runs = math.prod(chunks[:axis])
-            break
-    return runs <= _MAX_DIRECT_RUNS
+    """Whether every raw chunk of ``array`` is at most _MAX_DIRECT_RUNS runs of ``out``
+    (the first chunk has the most: edge chunks are smaller)."""
+    flat = memoryview(out.reshape(-1, order="A").view(np.uint8))
+    return len(region_runs(flat, out, array.grid.region(0), array.order)) <= _MAX_DIRECT_RUNS
 
 
 def _decrypt_raw_chunks(
