@@ -113,7 +113,7 @@ def run(proxy, direct: str, bucket: str, libraries: list[str], args) -> list[dic
             if timed_direct:
                 result = median_of(runs, operation, python, endpoint=direct, **params)
                 before = proxy.stats.snapshot()
-                measure(operation, python, endpoint=proxy.url, **params)
+                measure(operation, python, endpoint=proxy.url, warm=False, **params)
                 wire, counted_runs = proxy.stats.snapshot() - before, 1
             else:
                 before = proxy.stats.snapshot()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from concurrent.futures import ThreadPoolExecutor
 
@@ -166,6 +167,50 @@ def test_open_s3_url_with_options(endpoint):
         ccstore.open("s3://b", endpoint_url=endpoint.endpoint_url, bogus=1)
 
 
+def test_backends_with_the_same_settings_share_one_client(endpoint):
+    first = make_s3_backend(endpoint)
+    twin = pickle.loads(pickle.dumps(first))
+    assert twin._client is first._client
+    other = S3Backend(first.bucket, endpoint_url=endpoint.endpoint_url, region=endpoint.region,
+                      concurrency=3)  # fmt: skip
+    assert other._client is not first._client
+    twin.write("shared", [b"one client"])
+    assert first.read("shared") == b"one client"
+
+
+def _shared_clients() -> int:
+    from ccstore.backends import s3
+
+    return len(s3._CLIENTS)
+
+
+def test_forked_child_does_not_inherit_shared_clients(backend):
+    import multiprocessing
+
+    from ccstore.backends import s3
+
+    assert backend._client is not None and s3._CLIENTS
+    # the child only looks: the parent's pooled connections must not be reused there
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply(_shared_clients) == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "option", "signed"),
+    [
+        ("https://s3.example.org", None, False),
+        ("HTTPS://s3.example.org", None, False),
+        ("http://127.0.0.1:9000", None, True),
+        ("http://127.0.0.1:9000", False, False),
+        ("https://s3.example.org", True, True),
+        (None, None, False),  # AWS: https
+    ],
+)
+def test_payload_signing_defaults_to_plain_http_only(url, option, signed):
+    backend = S3Backend("b", endpoint_url=url, region="us-east-1", payload_signing=option)
+    assert backend._client.meta.config.s3["payload_signing_enabled"] is signed
+
+
 def test_part_size_below_s3_minimum_refused():
     with pytest.raises(ValueError, match="at least 5 MiB"):
         S3Backend("b", part_size=1 << 20)
@@ -209,6 +254,24 @@ class TestThroughFaultProxy:
         s3.write("w", [b"payload"])
         assert direct.read("w") == b"payload"
         assert proxy.pending_faults == 0
+
+    @pytest.mark.parametrize("option", [None, False])
+    def test_payload_signing_reaches_the_wire(self, proxied, option):
+        proxy, backend, direct = proxied
+        seen: list[str] = []
+
+        def record(request) -> bool:
+            if request.method == "PUT":
+                headers = {k.lower(): v for k, v in request.headers.items()}
+                seen.append(headers.get("x-amz-content-sha256", ""))
+            return False
+
+        proxy.fail_next(1, match=record)  # never matches: only records
+        backend(payload_signing=option).write("signed", [b"body"])
+        proxy.clear_faults()
+        expected = hashlib.sha256(b"body").hexdigest() if option is None else "UNSIGNED-PAYLOAD"
+        assert seen == [expected]
+        assert direct.read("signed") == b"body"
 
     def test_exhausted_retries_raise_a_clear_error(self, proxied):
         proxy, backend, direct = proxied

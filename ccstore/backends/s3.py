@@ -8,6 +8,7 @@ paginates; deletes batch; copies use boto3's managed (multipart, > 5 GB capable)
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -31,6 +32,13 @@ T = TypeVar("T")
 _MIN_PART = 5 << 20  # S3's minimum size of every part but the last
 _COPY_PART = 1 << 30  # server-side copy parts (S3 allows up to 5 GiB each)
 _MISSING = {"404", "NoSuchKey", "NotFound"}
+# boto3 clients are thread-safe and slow to build (~0.25 s: botocore parses S3's service
+# model), so backends with the same settings in one process share one: a dask task or an
+# unpickled store does not pay for a new client. A forked child starts afresh, since the
+# parent's pooled connections must not be shared with it.
+_CLIENTS: dict[tuple, Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+os.register_at_fork(after_in_child=_CLIENTS.clear)
 # Raised by urllib3/botocore while a response body streams in; botocore's own retries end
 # when the headers arrive, so these are retried here.
 _STREAM_ERRORS: tuple[type[BaseException], ...] = ()
@@ -67,10 +75,13 @@ class S3Backend(Backend):
     ``path_style`` forces path-style addressing (default: path style when ``endpoint_url`` is
     set, as S3-compatible servers usually need). ``checksums="when_required"`` (default) stops
     boto3 >= 1.36 from adding CRC checksums that several S3-compatible services reject; each
-    ccstore chunk carries its own CRC-32C. ``retries`` bounds attempts per request (503
-    SlowDown, 500, throttling, connection resets, timeouts mid-body) with exponential backoff
-    and jitter (``retries`` counts retries after the first attempt). ``part_size`` is the
-    multipart part size; ``concurrency`` the parts in flight
+    ccstore chunk carries its own CRC-32C. ``payload_signing`` decides whether request bodies
+    are hashed (SHA-256) into the signature: by default only over plain ``http://``, where
+    nothing else protects them in transit; over https TLS does, as it does for boto3's own
+    uploads that carry a checksum, and the hash costs a core ~1 s per 1.4 GB. ``retries``
+    bounds attempts per request (503 SlowDown, 500, throttling, connection resets, timeouts
+    mid-body) with exponential backoff and jitter (``retries`` counts retries after the first
+    attempt). ``part_size`` is the multipart part size; ``concurrency`` the parts in flight
     and the connection pool size. ``create_bucket=True`` creates a missing bucket.
     """
 
@@ -88,6 +99,7 @@ class S3Backend(Backend):
         session: Any = None,
         path_style: bool | None = None,
         checksums: str = "when_required",
+        payload_signing: bool | None = None,
         retries: int = 5,
         connect_timeout: float = 10,
         read_timeout: float = 60,
@@ -106,6 +118,7 @@ class S3Backend(Backend):
             "anon": anon,
             "path_style": path_style,
             "checksums": checksums,
+            "payload_signing": payload_signing,
             "retries": retries,
             "connect_timeout": connect_timeout,
             "read_timeout": read_timeout,
@@ -134,12 +147,22 @@ class S3Backend(Backend):
 
     @property
     def _client(self) -> Any:
-        """One boto3 client per backend per process (clients are thread-safe), built lazily."""
+        """The boto3 client for these settings in this process, built on first use."""
         if self._client_instance is None:
             with self._lock:
                 if self._client_instance is None:
-                    self._client_instance = self._make_client()
+                    self._client_instance = self._shared_client()
         return self._client_instance
+
+    def _shared_client(self) -> Any:
+        if self._session is not None:  # the caller's session: its credentials, not shared
+            return self._make_client()
+        settings = tuple(sorted(self._config.items()))
+        with _CLIENTS_LOCK:
+            client = _CLIENTS.get(settings)
+            if client is None:
+                client = _CLIENTS[settings] = self._make_client()
+            return client
 
     def _make_client(self) -> Any:
         import boto3
@@ -149,12 +172,18 @@ class S3Backend(Backend):
         c = self._config
         session = self._session or boto3.Session(profile_name=c["profile"], region_name=c["region"])
         path_style = c["path_style"] if c["path_style"] is not None else bool(c["endpoint_url"])
+        signing = c["payload_signing"]
+        if signing is None:
+            signing = not (c["endpoint_url"] or "https:").lower().startswith("https:")
         options: dict[str, Any] = {
             "max_pool_connections": max(10, 2 * c["concurrency"]),
             "retries": {"max_attempts": c["retries"], "mode": "standard"},  # retries, not total
             "connect_timeout": c["connect_timeout"],
             "read_timeout": c["read_timeout"],
-            "s3": {"addressing_style": "path" if path_style else "auto"},
+            "s3": {
+                "addressing_style": "path" if path_style else "auto",
+                "payload_signing_enabled": signing,
+            },
             "request_checksum_calculation": c["checksums"],
             "response_checksum_validation": c["checksums"],
         }
@@ -579,7 +608,8 @@ def from_url(url: str, options: dict[str, Any]) -> tuple[S3Backend, str]:
         raise ValueError(f"S3 URLs name a bucket: s3://bucket/prefix, not {url!r}")
     names = (
         "endpoint_url", "profile", "region", "anon", "session", "path_style", "checksums",
-        "retries", "connect_timeout", "read_timeout", "part_size", "create_bucket",
+        "payload_signing", "retries", "connect_timeout", "read_timeout", "part_size",
+        "create_bucket",
     )  # fmt: skip
     kwargs = {name: options.pop(name) for name in names if name in options}
     kwargs["concurrency"] = options.get("concurrency", 8)  # shared with the store: not popped
