@@ -9,11 +9,17 @@ docs/benchmarks.md and docs/img/.
     python benchmarks/bench_s3.py                 # starts Ceph RGW (falls back to moto)
     python benchmarks/bench_s3.py --server moto --mib 256 --small 1000
     python benchmarks/bench_s3.py --endpoint https://s3.example.org   # your own endpoint
+    python benchmarks/bench_s3.py --latency-ms 20   # a cloud-like round trip per request
+
+``--latency-ms`` sends every workload through the proxy, which sleeps that long before
+forwarding each request: one added round trip per request, as a cloud region adds. An
+https endpoint cannot pass the (plain http) counting proxy: its requests are not counted.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -58,8 +64,11 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=10_000, help="number of 4 KiB arrays")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--libraries", default=",".join(LIBRARIES))
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="added per request")
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
+    if args.endpoint and args.endpoint.startswith("https:") and args.latency_ms:
+        parser.error("--latency-ms needs the proxy, which speaks plain http only")
     libraries = args.libraries.split(",")
 
     import boto3
@@ -70,12 +79,15 @@ def main() -> None:
         upstream, server = args.endpoint, "your endpoint"
     else:
         endpoint, stop = start_server(args.server)
-        upstream, server = endpoint.endpoint_url, args.server
+        upstream, server = endpoint.endpoint_url, f"{args.server} on 127.0.0.1"
         # every measurement process finds the server's keys through boto3's standard chain
         os.environ["AWS_ACCESS_KEY_ID"] = endpoint.access_key
         os.environ["AWS_SECRET_ACCESS_KEY"] = endpoint.secret_key
     try:
-        with FaultProxy(upstream) as proxy:
+        with contextlib.ExitStack() as stack:
+            proxy = None
+            if upstream.startswith("http:"):
+                proxy = stack.enter_context(FaultProxy(upstream, latency=args.latency_ms / 1e3))
             bucket = f"bench-{uuid.uuid4().hex[:12]}"
             boto3.client("s3", endpoint_url=upstream, region_name="us-east-1").create_bucket(
                 Bucket=bucket
@@ -90,8 +102,12 @@ def main() -> None:
 def run(proxy, direct: str, bucket: str, libraries: list[str], args) -> list[dict]:
     """Large transfers are timed straight to the server (a Python proxy would cap them) and
     counted in one more run through the proxy; small objects and the row go through the proxy
-    for every library alike."""
+    for every library alike. With added latency everything goes through the proxy; without a
+    proxy (https) nothing is counted."""
     from harness import measure
+
+    def traffic():
+        return proxy.stats.snapshot()
 
     nbytes = args.mib << 20
     side = math.isqrt(nbytes // 4)  # the shape s3_peers._array gives the large array
@@ -110,30 +126,34 @@ def run(proxy, direct: str, bucket: str, libraries: list[str], args) -> list[dic
             ("small get", "small_get", small, 1, False),
         ):
             operation = f"s3_peers:{library}_{op}"
-            if timed_direct:
+            if proxy is None:
                 result = median_of(runs, operation, python, endpoint=direct, **params)
-                before = proxy.stats.snapshot()
+                wire, counted_runs = None, 1
+            elif timed_direct:
+                endpoint = proxy.url if args.latency_ms else direct
+                result = median_of(runs, operation, python, endpoint=endpoint, **params)
+                before = traffic()
                 measure(operation, python, endpoint=proxy.url, warm=False, **params)
-                wire, counted_runs = proxy.stats.snapshot() - before, 1
+                wire, counted_runs = traffic() - before, 1
             else:
-                before = proxy.stats.snapshot()
+                before = traffic()
                 result = median_of(runs, operation, python, endpoint=proxy.url, **params)
-                wire, counted_runs = proxy.stats.snapshot() - before, runs
+                wire, counted_runs = traffic() - before, runs
             rows.append(
                 {
                     "library": library,
                     "workload": workload,
                     "seconds": result.seconds,
                     "rss": result.peak_rss - result.baseline_rss,
-                    "requests": wire.requests / counted_runs,
-                    "bytes": (wire.bytes_in + wire.bytes_out) / counted_runs,
+                    "requests": wire.requests / counted_runs if wire else math.nan,
+                    "bytes": (wire.bytes_in + wire.bytes_out) / counted_runs if wire else math.nan,
                     "nbytes": nbytes,
                     "count": args.small,
                 }
             )
             print(
                 f"{library:12s} {workload:10s} {result.seconds:8.3f} s  "
-                f"{wire.requests / counted_runs:8.0f} requests",
+                f"{wire.requests / counted_runs if wire else math.nan:8.0f} requests",
                 flush=True,
             )
     return rows
@@ -160,14 +180,23 @@ def report(rows: list[dict], server: str, args) -> None:
                 rate,
                 f"{r['seconds'] / best[r['workload']]:.2f}x",
                 f"{r['rss'] / 2**20:,.0f}",
-                f"{per:,.1f}",
-                f"{r['bytes'] / 2**20:,.2f}",
+                "—" if math.isnan(per) else f"{per:,.1f}",
+                "—" if math.isnan(r["bytes"]) else f"{r['bytes'] / 2**20:,.2f}",
             ]
         )
     lines.sort(key=lambda line: (line[0], line[1] != "ccstore"))
+    if args.latency_ms:
+        how = (
+            f"Every request goes through a proxy on 127.0.0.1 that adds {args.latency_ms:g} ms "
+            "before forwarding it and counts requests and bytes."
+        )
+    else:
+        how = (
+            "Requests and bytes counted by a proxy on 127.0.0.1 (large transfers timed "
+            "without it, as it would cap them)."
+        )
     text = (
-        f"Server: {server} on 127.0.0.1. Requests and bytes counted by a proxy on 127.0.0.1 "
-        f"(large transfers timed without it, as it would cap them). Large array: {args.mib} MiB "
+        f"Server: {server}. {how} Large array: {args.mib} MiB "
         f"float32; small: {args.small} x 4 KiB arrays, one at a time; row: one row of the "
         f"large array. Time ratio = library time / ccstore time (> 1: ccstore faster); median "
         f"of {args.runs} fresh-process runs for the large array, 1 for small objects.\n\n"
