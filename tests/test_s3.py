@@ -56,6 +56,26 @@ def test_multipart_write_streams_parts_and_reads_back(endpoint):
     ) == (b"\x15\x16\x16")
 
 
+def test_multipart_parts_are_filled_across_uneven_pieces(endpoint):
+    # pieces straddle part boundaries, one spans several parts, and come as other buffers
+    backend = make_s3_backend(endpoint, part_size=5 << 20, concurrency=2)
+    rng = np.random.default_rng(7)
+    pieces = [
+        rng.bytes(3 << 20),
+        memoryview(rng.bytes((3 << 20) + 1)),
+        rng.integers(0, 2**31, (13 << 20) // 4, dtype="<i4"),  # 13 MiB: parts 2 to 4
+        bytearray(rng.bytes(12345)),
+        b"",
+        rng.bytes(7),
+    ]
+    expected = b"".join(memoryview(p).cast("B") for p in pieces)
+    before = backend.stats.snapshot()
+    backend.write("uneven", iter(pieces))
+    cost = backend.stats.snapshot() - before
+    assert cost.writes == 1 + 4 + 1  # 19 MiB + 12353 bytes -> 3 full parts and a short one
+    assert backend.read("uneven") == expected
+
+
 def test_copy_with_tail_copies_server_side(endpoint):
     backend = make_s3_backend(endpoint, part_size=5 << 20)
     body = bytes(range(256)) * (48 << 12)  # 12 MiB

@@ -8,6 +8,7 @@ paginates; deletes batch; copies use boto3's managed (multipart, > 5 GB capable)
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import threading
@@ -342,7 +343,7 @@ class S3Backend(Backend):
         else:
             self._put(key, b"".join(pending), conditional)
             return
-        self._multipart(key, pending, size, iterator, conditional)
+        self._multipart(key, pending, iterator, conditional)
 
     def _put(self, key: str, body: bytes, conditional: dict[str, str]) -> None:
         self._call(
@@ -355,19 +356,22 @@ class S3Backend(Backend):
         self,
         key: str,
         first: list[Buffer],
-        first_size: int,
         rest: Iterator[Buffer],
         conditional: dict[str, str],
     ) -> None:
         client, part_size = self._client, self._config["part_size"]
+        concurrency = self._config["concurrency"]
         upload_id = self._call(
             lambda: client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"], key
         )
         self.stats.record("writes")
-        in_flight: list[Future] = []
+        in_flight: list[tuple[Future, bytearray | None]] = []
         done: list[dict[str, Any]] = []
+        # Parts are filled into at most concurrency + 1 buffers of part_size, reused: memory
+        # stays bounded and warm, with no allocation (and first-touch page faults) per part.
+        free: list[bytearray] = []
 
-        def upload(number: int, body: bytes) -> dict[str, Any]:
+        def upload(number: int, body: bytes | bytearray) -> dict[str, Any]:
             response = self._call(
                 lambda: client.upload_part(
                     Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
@@ -377,23 +381,37 @@ class S3Backend(Backend):
             self.stats.record("writes", bytes_written=len(body))
             return {"PartNumber": number, "ETag": response["ETag"]}
 
-        def submit(body: bytes) -> None:
-            # Bound memory: at most `concurrency` parts exist at once.
-            while len(in_flight) >= self._config["concurrency"]:
-                done.append(in_flight.pop(0).result())
-            in_flight.append(self._uploads.submit(upload, len(done) + len(in_flight) + 1, body))
+        def finish_oldest() -> None:
+            future, buffer = in_flight.pop(0)
+            done.append(future.result())
+            if buffer is not None:
+                free.append(buffer)
+
+        def submit(body: bytes | bytearray, buffer: bytearray | None) -> None:
+            while len(in_flight) >= concurrency:
+                finish_oldest()
+            number = len(done) + len(in_flight) + 1
+            in_flight.append((self._uploads.submit(upload, number, body), buffer))
 
         try:
-            buffered, size = first, first_size
-            for part in rest:
-                if size >= part_size:
-                    submit(b"".join(buffered))
-                    buffered, size = [], 0
-                buffered.append(part)
-                size += len(part)
-            submit(b"".join(buffered))
+            buffer, filled = None, 0
+            for piece in itertools.chain(first, rest):
+                view = memoryview(piece)
+                if view.ndim != 1 or view.itemsize != 1:
+                    view = view.cast("B")
+                while view:
+                    if buffer is None:
+                        buffer, filled = (free.pop() if free else bytearray(part_size)), 0
+                    n = min(len(view), part_size - filled)
+                    buffer[filled : filled + n] = view[:n]
+                    filled, view = filled + n, view[n:]
+                    if filled == part_size:
+                        submit(buffer, buffer)
+                        buffer = None
+            if buffer is not None:
+                submit(bytes(memoryview(buffer)[:filled]), buffer)
             while in_flight:
-                done.append(in_flight.pop(0).result())
+                finish_oldest()
             self._call(
                 lambda: client.complete_multipart_upload(
                     Bucket=self.bucket,
@@ -406,7 +424,7 @@ class S3Backend(Backend):
             )
             self.stats.record("writes")
         except BaseException:
-            self._abort(key, upload_id, in_flight)
+            self._abort(key, upload_id, [future for future, _ in in_flight])
             raise
 
     def _abort(self, key: str, upload_id: str, in_flight: Iterable[Future]) -> None:
