@@ -81,6 +81,13 @@ class _Runtime:
                 self._executor = None
 
 
+def _encode_window(concurrency: int) -> int:
+    """Chunks encoded ahead of the upload. Encoding is CPU work, so more chunks in flight than
+    cores only holds memory: with 8 on 2 cores a 1 GiB upload peaked 65 MiB higher than with
+    3 (chunks freed by other threads stay in their malloc arenas), and was no faster."""
+    return min(concurrency, os.cpu_count() or 1) + 1
+
+
 class Store(MutableMapping[str, Any]):
     """A dict-like view of the objects below a prefix of a backend.
 
@@ -387,7 +394,7 @@ class Store(MutableMapping[str, Any]):
                 attrs=encoded.attrs,
                 metadata=metadata,
                 executor=self._runtime.executor,
-                window=self.options.concurrency,
+                window=_encode_window(self.options.concurrency),
                 on_chunk=bar.update,
                 encryption=master,
             )
