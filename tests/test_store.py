@@ -521,3 +521,14 @@ class TestCorruption:
         assert np.array_equal(x[0:5, 0:50], a[0:5, 0:50])  # untouched chunk still reads
         with pytest.raises(CorruptObjectError, match="chunk 3"):
             x[7, 70]
+
+
+def test_importing_ccstore_leaves_scipy_unimported():
+    # scipy costs ~0.2 s and ~25 MiB; only sparse values need it, and they bring it along
+    import subprocess
+    import sys
+
+    code = "import sys, ccstore; print('scipy' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
