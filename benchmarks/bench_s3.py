@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import math
 import os
+import shutil
 import sys
 import tempfile
 import uuid
@@ -50,10 +51,18 @@ def start_server(name: str):
     base = Path(tempfile.mkdtemp(prefix="ccstore-bench-s3-"))
     # Ceph keeps overwritten objects until its garbage collection runs: with the RAM-backed
     # memstore (6 GB) a full run filled the OSD, which then stalled every write. Keep the data
-    # on disk unless told otherwise.
+    # on disk unless told otherwise. Its block file takes ~20 GB: removed again on stop.
     os.environ.setdefault("CEPH_OBJECTSTORE", "bluestore")
     start = s3_servers.SERVERS[name]
-    return start() if name == "moto" else start(base)
+    endpoint, stop_server = start() if name == "moto" else start(base)
+
+    def stop() -> None:
+        try:
+            stop_server()
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+
+    return endpoint, stop
 
 
 def main() -> None:
