@@ -224,11 +224,17 @@ def report(rows: list[dict], server: str, args) -> None:
     )
     print(text)
     if not args.no_docs:
-        plot(rows, HERE.parent / "docs" / "img" / "bench_s3.png")
+        # a run with added latency gets its own section and plot beside the loopback one
+        name = f"bench_s3_latency{args.latency_ms:g}ms" if args.latency_ms else "bench_s3"
+        plot(rows, HERE.parent / "docs" / "img" / f"{name}.png")
+        title = "S3: ccstore vs cottoncandy, s3fs, obstore, boto3"
+        if args.latency_ms:
+            title += f", {args.latency_ms:g} ms added per request"
         write_section(
-            "bench_s3",
-            "S3: ccstore vs cottoncandy, s3fs, obstore, boto3",
-            text + "\n\n![S3 benchmark](img/bench_s3.png)",
+            name,
+            title,
+            text + f"\n\n![S3 benchmark](img/{name}.png)",
+            command="python benchmarks/bench_s3.py " + " ".join(sys.argv[1:]),
         )
 
 
