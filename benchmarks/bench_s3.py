@@ -73,9 +73,13 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=10_000, help="number of 4 KiB arrays")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--libraries", default=",".join(LIBRARIES))
+    parser.add_argument(
+        "--bucket", help="an existing bucket to use (objects go below a fresh prefix in it)"
+    )
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added per request")
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
+    args.run_prefix = f"ccstore-bench-{uuid.uuid4().hex[:8]}/" if args.bucket else ""
     if args.endpoint and args.endpoint.startswith("https:") and args.latency_ms:
         parser.error("--latency-ms needs the proxy, which speaks plain http only")
     libraries = args.libraries.split(",")
@@ -97,10 +101,11 @@ def main() -> None:
             proxy = None
             if upstream.startswith("http:"):
                 proxy = stack.enter_context(FaultProxy(upstream, latency=args.latency_ms / 1e3))
-            bucket = f"bench-{uuid.uuid4().hex[:12]}"
-            boto3.client("s3", endpoint_url=upstream, region_name="us-east-1").create_bucket(
-                Bucket=bucket
-            )
+            bucket = args.bucket or f"bench-{uuid.uuid4().hex[:12]}"
+            if not args.bucket:
+                boto3.client("s3", endpoint_url=upstream, region_name="us-east-1").create_bucket(
+                    Bucket=bucket
+                )
             rows = run(proxy, upstream, bucket, libraries, args)
     finally:
         if stop is not None:
@@ -124,9 +129,13 @@ def run(proxy, direct: str, bucket: str, libraries: list[str], args) -> list[dic
     rows = []
     for library in libraries:
         python = envs.python_for(ENV_OF[library]) if ENV_OF[library] else None
-        key = f"{library}/large"
+        key = f"{args.run_prefix}{library}/large"
         large = {"bucket": bucket, "key": key, "nbytes": nbytes}
-        small = {"bucket": bucket, "prefix": f"{library}/small", "count": args.small}
+        small = {
+            "bucket": bucket,
+            "prefix": f"{args.run_prefix}{library}/small",
+            "count": args.small,
+        }
         for workload, op, params, runs, timed_direct in (
             ("upload", "upload", large, args.runs, True),
             ("download", "download", large, args.runs, True),
