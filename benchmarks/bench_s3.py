@@ -120,9 +120,6 @@ def run(proxy, direct: str, bucket: str, libraries: list[str], args) -> list[dic
     proxy (https) nothing is counted."""
     from harness import measure
 
-    def traffic():
-        return proxy.stats.snapshot()
-
     nbytes = args.mib << 20
     side = math.isqrt(nbytes // 4)  # the shape s3_peers._array gives the large array
     shape = [nbytes // 4 // side, side]
@@ -150,28 +147,29 @@ def run(proxy, direct: str, bucket: str, libraries: list[str], args) -> list[dic
             elif timed_direct:
                 endpoint = proxy.url if args.latency_ms else direct
                 result = median_of(runs, operation, python, endpoint=endpoint, **params)
-                before = traffic()
+                before = proxy.stats.snapshot()
                 measure(operation, python, endpoint=proxy.url, warm=False, **params)
-                wire, counted_runs = traffic() - before, 1
+                wire, counted_runs = proxy.stats.snapshot() - before, 1
             else:
-                before = traffic()
+                before = proxy.stats.snapshot()
                 result = median_of(runs, operation, python, endpoint=proxy.url, **params)
-                wire, counted_runs = traffic() - before, runs
+                wire, counted_runs = proxy.stats.snapshot() - before, runs
+            requests = wire.requests / counted_runs if wire else math.nan
+            wire_bytes = (wire.bytes_in + wire.bytes_out) / counted_runs if wire else math.nan
             rows.append(
                 {
                     "library": library,
                     "workload": workload,
                     "seconds": result.seconds,
                     "rss": result.peak_rss - result.baseline_rss,
-                    "requests": wire.requests / counted_runs if wire else math.nan,
-                    "bytes": (wire.bytes_in + wire.bytes_out) / counted_runs if wire else math.nan,
+                    "requests": requests,
+                    "bytes": wire_bytes,
                     "nbytes": nbytes,
                     "count": args.small,
                 }
             )
             print(
-                f"{library:12s} {workload:10s} {result.seconds:8.3f} s  "
-                f"{wire.requests / counted_runs if wire else math.nan:8.0f} requests",
+                f"{library:12s} {workload:10s} {result.seconds:8.3f} s  {requests:8.0f} requests",
                 flush=True,
             )
     return rows

@@ -40,6 +40,7 @@ def _store(kind: str, endpoint: str, bucket: str, path: str, read_only: bool):
             payload_signing=False,
         )
     if kind == "fsspec":
+        from s3_peers import S3FS_CONFIG
         from zarr.storage import FsspecStore
 
         return FsspecStore.from_url(
@@ -50,12 +51,7 @@ def _store(kind: str, endpoint: str, bucket: str, path: str, read_only: bool):
                 "secret": secret,
                 "endpoint_url": endpoint,
                 "client_kwargs": {"region_name": REGION},
-                "config_kwargs": {
-                    # as in s3_peers._s3fs: no checksum trailers (Ceph 16 hangs on them)
-                    "request_checksum_calculation": "when_required",
-                    "response_checksum_validation": "when_required",
-                    "s3": {"payload_signing_enabled": False},
-                },
+                "config_kwargs": S3FS_CONFIG,
             },
         )
     from s3_peers import _obstore

@@ -147,6 +147,16 @@ def cottoncandy_small_get(endpoint: str, bucket: str, prefix: str, count: int):
 # -- s3fs + numpy (np.save into fs.open, np.load) ------------------------------------------
 
 
+# botocore config for s3fs (and zarr's FsspecStore), as for boto3 below: botocore >= 1.36
+# streams checksum trailers by default, which S3-compatible servers may not support (Ceph 16
+# left such small PUTs hanging); and no payload hashing (see the module docstring).
+S3FS_CONFIG = {
+    "request_checksum_calculation": "when_required",
+    "response_checksum_validation": "when_required",
+    "s3": {"payload_signing_enabled": False},
+}
+
+
 def _s3fs(endpoint: str):
     import s3fs
 
@@ -156,13 +166,7 @@ def _s3fs(endpoint: str):
         secret=secret,
         endpoint_url=endpoint,
         client_kwargs={"region_name": REGION},
-        # as for boto3 below: botocore >= 1.36 streams checksum trailers by default, which
-        # S3-compatible servers may not support (Ceph 16 left such small PUTs hanging)
-        config_kwargs={
-            "request_checksum_calculation": "when_required",
-            "response_checksum_validation": "when_required",
-            "s3": {"payload_signing_enabled": False},
-        },
+        config_kwargs=S3FS_CONFIG,
         max_concurrency=CONCURRENCY,
     )
 

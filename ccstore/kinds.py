@@ -33,7 +33,7 @@ class Encoded:
 
 
 def _is_sparse(value: Any) -> bool:
-    # scipy costs ~0.2 s and ~25 MiB to import; if nothing imported it, nothing is sparse.
+    # scipy costs ~0.2 s and ~13 MiB to import; if nothing imported it, nothing is sparse.
     sparse = sys.modules.get("scipy.sparse")
     return sparse is not None and sparse.issparse(value)
 

@@ -524,7 +524,7 @@ class TestCorruption:
 
 
 def test_importing_ccstore_leaves_scipy_unimported():
-    # scipy costs ~0.2 s and ~25 MiB; only sparse values need it, and they bring it along
+    # scipy costs ~0.2 s and ~13 MiB; only sparse values need it, and they bring it along
     import subprocess
     import sys
 

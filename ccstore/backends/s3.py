@@ -365,7 +365,7 @@ class S3Backend(Backend):
             lambda: client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"], key
         )
         self.stats.record("writes")
-        in_flight: list[tuple[Future, bytearray | None]] = []
+        in_flight: list[tuple[Future, bytearray]] = []
         done: list[dict[str, Any]] = []
         # Parts are filled into at most concurrency + 1 buffers of part_size, reused: memory
         # stays bounded and warm, with no allocation (and first-touch page faults) per part.
@@ -384,10 +384,9 @@ class S3Backend(Backend):
         def finish_oldest() -> None:
             future, buffer = in_flight.pop(0)
             done.append(future.result())
-            if buffer is not None:
-                free.append(buffer)
+            free.append(buffer)
 
-        def submit(body: bytes | bytearray, buffer: bytearray | None) -> None:
+        def submit(body: bytes | bytearray, buffer: bytearray) -> None:
             while len(in_flight) >= concurrency:
                 finish_oldest()
             number = len(done) + len(in_flight) + 1
