@@ -22,6 +22,7 @@ from .errors import (
     KeyNotFoundError,
     PickleNotAllowedError,
     ReadOnlyError,
+    UnencryptedObjectError,
     UnsupportedValueError,
 )
 from .lazy import LazyArray
@@ -63,6 +64,7 @@ __all__ = [
     "StatsSnapshot",
     "Store",
     "StoreOptions",
+    "UnencryptedObjectError",
     "UnsupportedValueError",
     "ZarrStore",
     "__version__",

@@ -13,6 +13,7 @@ __all__ = [
     "KeyNotFoundError",
     "PickleNotAllowedError",
     "ReadOnlyError",
+    "UnencryptedObjectError",
     "UnsupportedValueError",
 ]
 
@@ -56,6 +57,17 @@ class CorruptObjectError(CCStoreError):
     def __init__(self, key: str, reason: str) -> None:
         self.key = key
         super().__init__(f"object {key!r} is corrupt or unreadable: {reason}")
+
+
+class UnencryptedObjectError(CorruptObjectError):
+    """The object is stored unencrypted, and the store was opened with require_encryption."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            key,
+            "it is stored unencrypted, and this store requires encryption "
+            "(require_encryption=True): it may have been put there in place of the real one",
+        )
 
 
 class UnsupportedValueError(CCStoreError, TypeError):

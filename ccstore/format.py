@@ -312,8 +312,14 @@ def _parse_meta(key: str, meta: bytes, header_len: int, data_end: int):
             for spec in header["arrays"]
         }
         header["kind"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise CorruptObjectError(key, f"unreadable header ({e})") from None
+        # Both fields or neither: a header that lost one (a renamed or flipped field name)
+        # must not pass for an unencrypted object, whose chunks would then be read unopened.
+        if ("encryption" in header) != ("sealed" in header) or not isinstance(
+            header.get("encryption", {}), dict
+        ):
+            raise ValueError("incomplete encryption fields")
+    except Exception as e:  # numpy's dtype parser alone raises SyntaxError, IndexError, ...
+        raise CorruptObjectError(key, f"unreadable header ({type(e).__name__}: {e})") from None
     index = np.frombuffer(meta, INDEX_ENTRY, offset=header_len)
     nchunks = sum(a.grid.nchunks for a in arrays.values())
     ends = index["offset"] + index["nbytes"]

@@ -37,6 +37,10 @@ class StoreOptions:
     encryption: master key(s) for client-side encryption: 32 bytes, an EncryptionKey, a list
         of them or a Keyring. New objects are encrypted with the first (current) key; every
         key decrypts. Stored as a Keyring.
+    require_encryption: refuse to read objects stored unencrypted (UnencryptedObjectError),
+        so that nobody with write access can slip in plaintext data in place of an encrypted
+        object. Needs ``encryption``; off by default because a store may mix objects
+        (``put(..., encrypt=False)``).
     """
 
     compression: Compression = None
@@ -49,10 +53,13 @@ class StoreOptions:
     tail_bytes: int = 64 << 10
     progress: ProgressOption = None
     encryption: Keyring | None = None
+    require_encryption: bool = False
 
     def __post_init__(self) -> None:
         resolve(self.compression)  # fail at open(), not at the first write
         object.__setattr__(self, "encryption", as_keyring(self.encryption))
+        if self.require_encryption and self.encryption is None:
+            raise ValueError("require_encryption=True needs encryption=<key or keyring>")
         for name in ("chunk_bytes", "concurrency", "max_request_bytes", "tail_bytes"):
             value = getattr(self, name)
             if value is not None and int(value) < 1:

@@ -25,6 +25,7 @@ from .errors import (
     KeyNotFoundError,
     PickleNotAllowedError,
     ReadOnlyError,
+    UnencryptedObjectError,
     UnsupportedValueError,
 )
 from .format import ArrayPart, ObjectLayout, read_layout, unlock, write_object
@@ -168,6 +169,10 @@ class Store(MutableMapping[str, Any]):
         """An object's layout, decryptable if it is encrypted (else EncryptedObjectError)."""
         return unlock(self._raw_layout(full_key), self.options.encryption)
 
+    def _check_encrypted(self, full_key: str, encrypted: bool) -> None:
+        if self.options.require_encryption and not encrypted:
+            raise UnencryptedObjectError(full_key)
+
     def _raw_layout(self, full_key: str) -> ObjectLayout:
         return read_layout(self.backend, full_key, self.options.tail_bytes)
 
@@ -179,12 +184,13 @@ class Store(MutableMapping[str, Any]):
         (None, _DIRECTORY) for a prefix with objects below it; else KeyNotFoundError."""
         full = self._key(key)
         try:
-            return self._layout(full), None
+            layout = self._layout(full)
         except KeyNotFoundError:
             keys, prefixes = self.backend.list_dir(full + "/")
             if f"{full}/metadata.json" in keys:
                 legacy = cottoncandy.read_prefix(self.backend, full)
                 if legacy is not None:
+                    self._check_encrypted(full, False)
                     return None, legacy
             if keys or (prefixes and self._is_dir(full)):
                 return None, _DIRECTORY
@@ -193,7 +199,10 @@ class Store(MutableMapping[str, Any]):
             legacy = cottoncandy.read_array_object(self.backend, full)
             if legacy is None:
                 raise error from None
+            self._check_encrypted(full, False)
             return None, legacy
+        self._check_encrypted(full, layout.encrypted)
+        return layout, None
 
     def __getitem__(self, key: str) -> Any:
         layout, value = self._open(key)
@@ -286,6 +295,7 @@ class Store(MutableMapping[str, Any]):
             raise KeyNotFoundError(key, self.url) from None
         if self.options.encryption is not None:
             unlock(layout, self.options.encryption)
+        self._check_encrypted(full, layout.encrypted)
         verify_object(self._io(), layout)
         return True
 
@@ -542,7 +552,8 @@ def open(url: str | os.PathLike[str], **options: Any) -> Store:
     ``s3://bucket/prefix``, ``gdrive://Folder/Sub``.
 
     Store options (see StoreOptions): compression, chunk_bytes, read_only, allow_pickle,
-    concurrency, coalesce_gap, max_request_bytes, tail_bytes, progress, encryption. Other keyword
+    concurrency, coalesce_gap, max_request_bytes, tail_bytes, progress, encryption,
+    require_encryption. Other keyword
     arguments go to the backend (e.g. ``fsync`` for local stores, ``endpoint_url`` for S3).
     """
     remaining = dict(options)

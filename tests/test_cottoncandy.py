@@ -161,3 +161,14 @@ def test_plain_foreign_object_is_still_refused(store):
     store.backend.write(store.prefix + "other", [b"not an array of any kind" * 4])
     with pytest.raises(CorruptObjectError, match="not a ccstore object"):
         store["other"]
+
+
+def test_store_that_requires_encryption_refuses_cottoncandy_arrays(store):
+    upload_raw_array(store, "c", ARRAY)
+    strict = ccstore.Store(
+        store.backend,
+        store.prefix,
+        ccstore.StoreOptions(encryption=ccstore.generate_key(), require_encryption=True),
+    )
+    with pytest.raises(ccstore.UnencryptedObjectError, match=r"'lab/c'.*stored unencrypted"):
+        strict["c"]

@@ -129,6 +129,24 @@ class TestRoundTrips:
         assert plain.load("clear") == b"visible" and not plain.info("clear").encrypted
         assert keyed.info("secret").encrypted and keyed.load("secret") == b"hidden"
 
+    def test_require_encryption_refuses_unencrypted_objects(self, backend, key):
+        keyed = ccstore.Store(backend, "p", ccstore.StoreOptions(encryption=key))
+        keyed.put("clear", np.arange(10), encrypt=False)
+        keyed.put("secret", np.arange(10))
+        strict = ccstore.Store(
+            backend, "p", ccstore.StoreOptions(encryption=key, require_encryption=True)
+        )
+        message = r"'p/clear' is corrupt or unreadable: it is stored unencrypted"
+        for read in (strict.load, strict.__getitem__, strict.verify):
+            with pytest.raises(ccstore.UnencryptedObjectError, match=message):
+                read("clear")
+        assert isinstance(ccstore.UnencryptedObjectError("k"), CorruptObjectError)
+        assert np.array_equal(strict.load("secret"), np.arange(10))
+        assert np.array_equal(strict["secret"][3:5], [3, 4]) and strict.verify("secret")
+        assert not strict.info("clear").encrypted  # info still describes it
+        with pytest.raises(ValueError, match="require_encryption=True needs encryption="):
+            ccstore.StoreOptions(require_encryption=True)
+
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(
         shape=st.lists(st.integers(0, 9), min_size=0, max_size=3),
@@ -298,6 +316,37 @@ class TestTampering:
             store.verify("a")
         with pytest.raises((CorruptObjectError, DecryptionError), match="'a'"):
             store.load("a")
+
+    def test_every_bit_of_the_tail_is_covered(self):
+        """Exhaustive over header, index and footer (checksums fixed where they can be): a
+        random position rarely lands on the few bytes that matter, such as a field name."""
+        store, _ = self._store()
+        keyless = ccstore.Store(store.backend, "")
+        pristine = stored_bytes(store, "a")
+        data_end = FOOTER.unpack(pristine[-FOOTER.size :])[0]
+        with_key = (CorruptObjectError, DecryptionError)
+        without_key = (CorruptObjectError, EncryptedObjectError)
+        missed = []
+        for offset, bit in itertools.product(range(data_end, len(pristine)), range(8)):
+            data = bytearray(pristine)
+            data[offset] ^= 1 << bit
+            if offset < len(data) - FOOTER.size:
+                _fix_checksums(data)
+            if data == pristine:
+                continue  # a flipped checksum that fixing restored
+            replace(store, "a", data)
+            for name, call, errors in (
+                ("verify", store.verify, with_key),
+                ("load", store.load, with_key),
+                ("load without the key", keyless.load, without_key),
+            ):
+                try:
+                    call("a")
+                    missed.append((offset - data_end, bit, name))
+                except errors as error:
+                    if "'a'" not in str(error):
+                        missed.append((offset - data_end, bit, f"{name}: {error}"))
+        assert missed == []
 
     def test_every_region_with_checksums_fixed(self):
         store, _ = self._store()

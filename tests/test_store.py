@@ -503,6 +503,22 @@ class TestCorruption:
             with pytest.raises(CorruptObjectError):
                 store.load("a")
 
+    @pytest.mark.parametrize("dtype", [b'",i4"', b'"(i4"', b'"<x4"'])
+    def test_malformed_dtype_with_valid_checksum(self, store, dtype):
+        # numpy's dtype parser raises SyntaxError, IndexError and more on such strings
+        from ccstore.format import FOOTER, checksum
+
+        store.put("a", np.arange(50, dtype="<i4"), chunks=10)
+        data = self._stored(store, "a")
+        at = data.index(b'"<i4"')
+        data[at : at + 5] = dtype
+        data_end, header_len, index_len, _, *rest = FOOTER.unpack(data[-FOOTER.size :])
+        meta_crc = checksum(bytes(data[data_end : data_end + header_len + index_len]))
+        data[-FOOTER.size :] = FOOTER.pack(data_end, header_len, index_len, meta_crc, *rest)
+        self._replace(store, "a", data)
+        with pytest.raises(CorruptObjectError, match=r"'root/prefix/a'.*unreadable header"):
+            store.load("a")
+
     def test_foreign_object(self, store):
         store.backend.write(store.prefix + "foreign", [b"just some bytes, not ccstore" * 10])
         with pytest.raises(CorruptObjectError, match="not a ccstore object"):
