@@ -16,6 +16,9 @@ add latency per request, or to make the next N matching requests fail (see ``FAU
 ``"stall_body"``
     the server's status, headers and half the body are forwarded, then the connection goes
     silent for ``stall`` seconds and closes - a read timeout fires mid-body.
+``"ignore_range"``
+    the request goes to the server without its ``Range`` header, as to a server that ignores
+    ranges (signed requests then fail their signature check: use it with unsigned ones).
 
 Requests keep the Host header the client sent, so SigV4 signatures stay valid, and bodies are
 streamed both ways (a request body is held in memory only when it comes chunked). Bounded:
@@ -47,7 +50,7 @@ from urllib.parse import parse_qs, urlsplit
 
 __all__ = ["FAULTS", "FaultProxy", "ProxyRecord", "ProxyRequest", "TrafficSnapshot"]
 
-FAULTS = ("503", "500", "reset", "truncate", "stall", "stall_body")
+FAULTS = ("503", "500", "reset", "truncate", "stall", "stall_body", "ignore_range")
 _ERRORS = {
     "503": (503, "SlowDown", "Please reduce your request rate."),
     "500": (500, "InternalError", "We encountered an internal error. Please try again."),
@@ -95,6 +98,7 @@ class ProxyRecord:
 @dataclass(frozen=True)
 class TrafficSnapshot:
     requests: int = 0
+    connections: int = 0  # TCP connections the clients opened
     faults: int = 0
     bytes_in: int = 0  # client -> proxy: request lines, headers and bodies
     bytes_out: int = 0  # proxy -> client: status lines, headers and bodies
@@ -259,6 +263,7 @@ class FaultProxy:
 
             def setup(self) -> None:
                 super().setup()
+                proxy.stats.add(connections=1)
                 # headers and body go out in separate writes: without this, Nagle's algorithm
                 # and the client's delayed ACK stall every small response by ~40 ms
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -375,8 +380,9 @@ class FaultProxy:
                     upstream.putrequest(
                         self.command, self.path, skip_host=True, skip_accept_encoding=True
                     )
+                    dropped = {"content-length"} | ({"range"} if kind == "ignore_range" else set())
                     for k, v in self.headers.items():
-                        if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length":
+                        if k.lower() not in _HOP_BY_HOP and k.lower() not in dropped:
                             upstream.putheader(k, v)
                     if length or self.command in ("PUT", "POST") or chunked:
                         upstream.putheader("Content-Length", str(length))

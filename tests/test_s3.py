@@ -293,6 +293,21 @@ class TestThroughFaultProxy:
         assert seen == [expected]
         assert direct.read("signed") == b"body"
 
+    def test_ranged_reads_reuse_their_connections(self, proxied):
+        # bodies are read past urllib3, so ccstore hands each connection back itself
+        proxy, backend, direct = proxied
+        data = bytes(range(256)) * 4096
+        direct.write("k", [data])
+        s3 = backend()
+        s3.read_into("k", 0, memoryview(bytearray(10)))  # opens the connection
+        before = proxy.stats.snapshot()
+        for start in range(0, len(data), 64 << 10):
+            buffer = bytearray(64 << 10)
+            assert s3.read_into("k", start, memoryview(buffer)) == len(buffer)
+            assert buffer == data[start : start + len(buffer)]
+        used = proxy.stats.snapshot() - before
+        assert (used.requests, used.connections) == (16, 0)
+
     def test_exhausted_retries_raise_a_clear_error(self, proxied):
         proxy, backend, direct = proxied
         direct.write("k", [b"value"])
@@ -329,3 +344,53 @@ class TestThroughFaultProxy:
         touched = 4 * 256 * 512 * 4  # four chunks in the row band
         assert wire.requests == 1  # neighbouring chunks coalesced into one ranged GET
         assert touched <= wire.bytes_out <= 1.1 * touched + 4096
+
+
+_READ_WITH_TRACEMALLOC = """
+import hashlib, sys, tracemalloc
+from ccstore.backends.s3 import S3Backend
+bucket, endpoint, region, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+backend = S3Backend(bucket, endpoint_url=endpoint, region=region)
+out = bytearray(size)
+backend.read_into("big", 0, memoryview(out)[:10])  # client and connection exist
+tracemalloc.start()
+assert backend.read_into("big", 0, memoryview(out)) == size
+print(tracemalloc.get_traced_memory()[1], hashlib.sha256(out).hexdigest())
+"""
+
+
+def test_ranged_read_into_makes_no_temporary_copy(backend, endpoint):
+    # in a child process: moto serves from inside the test process and allocates there too
+    import subprocess
+    import sys
+
+    data = np.random.default_rng(0).bytes(8 << 20)
+    backend.write("big", [data])
+    args = [backend.bucket, endpoint.endpoint_url, endpoint.region, str(len(data))]
+    result = subprocess.run(
+        [sys.executable, "-c", _READ_WITH_TRACEMALLOC, *args], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    peak, digest = result.stdout.split()
+    assert digest == hashlib.sha256(data).hexdigest()
+    peak = int(peak)
+    assert peak < 1 << 20, f"reading 8 MiB allocated {peak / 2**20:.1f} MiB on the way"
+
+
+def test_server_ignoring_ranges_is_a_clear_error(s3_servers):
+    from faultproxy import FaultProxy
+
+    endpoint = s3_servers.endpoint("moto")
+    direct = make_s3_backend(endpoint)
+    direct._client.put_object(  # readable without a signature, which the Range would need
+        Bucket=direct.bucket, Key="whole", Body=bytes(range(100)) * 10, ACL="public-read"
+    )
+    with FaultProxy(endpoint.endpoint_url, timeout=10) as proxy:
+        s3 = S3Backend(direct.bucket, endpoint_url=proxy.url, region=endpoint.region, anon=True)
+        assert s3.read_into("whole", 100, memoryview(bytearray(10))) == 10
+        proxy.fail_next(1, "ignore_range")
+        with pytest.raises(BackendError, match="the server sent 1000: it ignores Range"):
+            s3.read_into("whole", 100, memoryview(bytearray(10)))
+        buffer = bytearray(10)  # the connection it left was closed, not reused mid-body
+        assert s3.read_into("whole", 200, memoryview(buffer)) == 10
+        assert buffer == (bytes(range(100)) * 10)[200:210]
