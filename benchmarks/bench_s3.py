@@ -1,10 +1,11 @@
 """ccstore vs cottoncandy 0.4.0, s3fs + numpy, obstore and plain boto3 on one S3 server.
 
-Same server, same run: a large float32 array (default 1 GiB) up and down, many small 4 KiB
-arrays put and get, and a row of the large array. Every measurement runs in a fresh process
-(peers with conflicting pins in their own virtualenv, see envs.py) behind a counting proxy, so
-requests and bytes on the wire are measured, not estimated. Writes a table and a plot into
-docs/benchmarks.md and docs/img/.
+Same server, same run: a large float32 array (default 1 GiB) up and down, a row, a column and
+100 random elements of it, many small 4 KiB arrays put and get, and a listing of their keys.
+Every measurement runs in a fresh process (peers with conflicting pins in their own virtualenv,
+see envs.py) behind a counting proxy, so requests and bytes on the wire are measured, not
+estimated. The machine's physical references (loopback TCP, memcpy, first-touch fill) are
+measured first. Writes a table and a plot into docs/benchmarks.md and docs/img/.
 
     python benchmarks/bench_s3.py                 # starts Ceph RGW (falls back to moto)
     python benchmarks/bench_s3.py --server moto --mib 256 --small 1000
@@ -32,9 +33,9 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
 import envs  # noqa: E402
-from harness import median_of, table  # noqa: E402
+from harness import median_of, physical_references, table  # noqa: E402
 from report import write_section  # noqa: E402
-from s3_peers import LIBRARIES  # noqa: E402
+from s3_peers import LIBRARIES, POINTS, expected_digests  # noqa: E402
 
 ENV_OF = {
     "ccstore": None,
@@ -77,12 +78,20 @@ def main() -> None:
         "--bucket", help="an existing bucket to use (objects go below a fresh prefix in it)"
     )
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added per request")
+    parser.add_argument(
+        "--reference-mib",
+        type=int,
+        default=1024,
+        help="size of the physical reference measurements (MiB)",
+    )
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
     args.run_prefix = f"ccstore-bench-{uuid.uuid4().hex[:8]}/" if args.bucket else ""
     if args.endpoint and args.endpoint.startswith("https:") and args.latency_ms:
         parser.error("--latency-ms needs the proxy, which speaks plain http only")
     libraries = args.libraries.split(",")
+    references = physical_references(args.reference_mib << 20)
+    print(reference_text(references, args.reference_mib), flush=True)
 
     import boto3
     from faultproxy import FaultProxy
@@ -110,19 +119,21 @@ def main() -> None:
     finally:
         if stop is not None:
             stop()
-    report(rows, server, args)
+    report(rows, server, args, references)
 
 
 def run(proxy, direct: str, bucket: str, libraries: list[str], args) -> list[dict]:
     """Large transfers are timed straight to the server (a Python proxy would cap them) and
-    counted in one more run through the proxy; small objects and the row go through the proxy
-    for every library alike. With added latency everything goes through the proxy; without a
-    proxy (https) nothing is counted."""
+    counted in one more run through the proxy; small objects, partial reads and the listing go
+    through the proxy for every library alike. With added latency everything goes through the
+    proxy; without a proxy (https) nothing is counted. Partial reads are checked against the
+    array every library uploaded, listings against the number of small objects."""
     from harness import measure
 
     nbytes = args.mib << 20
     side = math.isqrt(nbytes // 4)  # the shape s3_peers._array gives the large array
     shape = [nbytes // 4 // side, side]
+    expected = expected_digests(nbytes, shape)
     rows = []
     for library in libraries:
         python = envs.python_for(ENV_OF[library]) if ENV_OF[library] else None
@@ -137,8 +148,11 @@ def run(proxy, direct: str, bucket: str, libraries: list[str], args) -> list[dic
             ("upload", "upload", large, args.runs, True),
             ("download", "download", large, args.runs, True),
             ("row", "row", large | {"shape": shape}, args.runs, False),
+            ("column", "column", large | {"shape": shape}, args.runs, False),
+            ("points", "points", large | {"shape": shape}, args.runs, False),
             ("small put", "small_put", small, 1, False),
             ("small get", "small_get", small, 1, False),
+            ("list", "list", small, args.runs, False),  # lists what small put wrote
         ):
             operation = f"s3_peers:{library}_{op}"
             if proxy is None:
@@ -154,6 +168,8 @@ def run(proxy, direct: str, bucket: str, libraries: list[str], args) -> list[dic
                 before = proxy.stats.snapshot()
                 result = median_of(runs, operation, python, endpoint=proxy.url, **params)
                 wire, counted_runs = proxy.stats.snapshot() - before, runs
+            if op in expected and result.extra.get("digest") != expected[op]:
+                raise AssertionError(f"{library} {workload}: values differ from the array")
             requests = wire.requests / counted_runs if wire else math.nan
             wire_bytes = (wire.bytes_in + wire.bytes_out) / counted_runs if wire else math.nan
             rows.append(
@@ -175,7 +191,17 @@ def run(proxy, direct: str, bucket: str, libraries: list[str], args) -> list[dic
     return rows
 
 
-def report(rows: list[dict], server: str, args) -> None:
+def reference_text(references: dict[str, float], mib: int) -> str:
+    return (
+        f"Physical references on this machine ({mib:,} MiB, best of 3 in a fresh process): "
+        f"loopback TCP {references['loopback_tcp']:,.0f} MiB/s (one connection on 127.0.0.1, "
+        f"8 MiB sends, `recv_into` a touched buffer), memcpy into touched memory "
+        f"{references['memcpy']:,.0f} MiB/s, first-touch fill {references['first_touch']:,.0f} "
+        f"MiB/s (`np.empty` filled once: page faults)."
+    )
+
+
+def report(rows: list[dict], server: str, args, references: dict[str, float]) -> None:
     best = {}
     for r in rows:
         if r["library"] == "ccstore":
@@ -184,8 +210,10 @@ def report(rows: list[dict], server: str, args) -> None:
     for r in rows:
         if r["workload"] in ("upload", "download"):
             rate = f"{r['nbytes'] / r['seconds'] / 2**20:,.0f} MiB/s"
-        elif r["workload"] == "row":
+        elif r["workload"] in ("row", "column", "points"):
             rate = f"{r['seconds'] * 1e3:,.1f} ms"
+        elif r["workload"] == "list":
+            rate = f"{r['count'] / r['seconds']:,.0f} keys/s"
         else:
             rate = f"{r['count'] / r['seconds']:,.0f} objects/s"
         per = r["requests"] / r["count"] if r["workload"].startswith("small") else r["requests"]
@@ -213,9 +241,12 @@ def report(rows: list[dict], server: str, args) -> None:
         )
     text = (
         f"Server: {server}. {how} Large array: {args.mib} MiB "
-        f"float32; small: {args.small} x 4 KiB arrays, one at a time; row: one row of the "
-        f"large array. Time ratio = library time / ccstore time (> 1: ccstore faster); median "
-        f"of {args.runs} fresh-process runs for the large array, 1 for small objects.\n\n"
+        f"float32; small: {args.small} x 4 KiB arrays, one at a time; row, column: one row, "
+        f"one column of the large array; points: {POINTS} random elements of it (seeded, the "
+        f"same for every library); list: the keys of the small objects. Time ratio = library "
+        f"time / ccstore time (> 1: ccstore faster); median of {args.runs} fresh-process runs "
+        f"for the large array and the listing, 1 for small puts and gets. "
+        f"{reference_text(references, args.reference_mib)}\n\n"
         + table(
             [
                 "workload",
@@ -251,7 +282,8 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    workloads = ["upload", "download", "small put", "small get"]
+    workloads = ["upload", "download", "small put", "small get", "list"]
+    units = {"upload": "MiB/s", "download": "MiB/s", "list": "keys/s"}
     libraries = list(dict.fromkeys(r["library"] for r in rows))
     fig, axes = plt.subplots(1, len(workloads), figsize=(4 * len(workloads), 3.2))
     for ax, workload in zip(axes, workloads):
@@ -269,7 +301,7 @@ def plot(rows: list[dict], path: Path) -> None:
             color=["#d62728" if lib == "ccstore" else "#7f7f7f" for lib in libraries],
         )
         ax.set_title(workload)
-        ax.set_ylabel("MiB/s" if workload in ("upload", "download") else "objects/s")
+        ax.set_ylabel(units.get(workload, "objects/s"))
         ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

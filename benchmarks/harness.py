@@ -11,16 +11,27 @@ from __future__ import annotations
 import importlib
 import json
 import resource
+import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Result", "interleaved", "measure", "median_of", "peak_rss", "table", "timed"]
+__all__ = [
+    "Result",
+    "interleaved",
+    "measure",
+    "median_of",
+    "peak_rss",
+    "physical_references",
+    "table",
+    "timed",
+]
 
 
 def peak_rss() -> int:
@@ -132,3 +143,61 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(row) + " |" for row in cells]
     return "\n".join(lines)
+
+
+def physical_references(nbytes: int = 1 << 30, repeat: int = 3) -> dict[str, float]:
+    """This machine's physical limits in MiB/s, measured in a fresh process (best of ``repeat``).
+
+    ``loopback_tcp``: ``nbytes`` sent over one TCP connection on 127.0.0.1 in 8 MiB pieces,
+    received with ``recv_into`` into a preallocated, already touched buffer;
+    ``memcpy``: ``np.copyto`` of ``nbytes`` into an already touched array;
+    ``first_touch``: ``np.empty(nbytes)`` filled once, bound by page faults.
+    """
+    return measure("harness:_references", nbytes=nbytes, repeat=repeat).extra
+
+
+def _references(nbytes: int, repeat: int) -> tuple[float, dict[str, float]]:
+    import numpy as np
+
+    def rate(seconds: list[float]) -> float:
+        return nbytes / 2**20 / min(seconds)
+
+    def first_touch() -> None:
+        np.empty(nbytes, np.uint8).fill(1)
+
+    source = np.ones(nbytes, np.uint8)
+    target = np.zeros(nbytes, np.uint8)
+    out = {
+        "loopback_tcp": rate([_loopback(source, target) for _ in range(repeat)]),
+        "memcpy": rate([timed(lambda: np.copyto(target, source))[0] for _ in range(repeat)]),
+        "first_touch": rate([timed(first_touch)[0] for _ in range(repeat)]),
+    }
+    return 0.0, out
+
+
+def _loopback(source: Any, target: Any, piece: int = 8 << 20) -> float:
+    """Seconds to send ``source`` into ``target`` over one TCP connection on 127.0.0.1."""
+    send_view, receive_view = memoryview(source).cast("B"), memoryview(target).cast("B")
+    with (
+        socket.create_server(("127.0.0.1", 0)) as server,
+        socket.create_connection(server.getsockname()) as sender,
+    ):
+        receiver, _ = server.accept()
+        with receiver:
+
+            def send() -> None:
+                for start in range(0, len(send_view), piece):
+                    sender.sendall(send_view[start : start + piece])
+
+            thread = threading.Thread(target=send)
+            t0 = time.perf_counter()
+            thread.start()
+            received = 0
+            while received < len(receive_view):
+                n = receiver.recv_into(receive_view[received : received + piece])
+                if not n:
+                    raise ConnectionError("the loopback connection closed early")
+                received += n
+            seconds = time.perf_counter() - t0
+            thread.join()
+    return seconds

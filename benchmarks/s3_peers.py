@@ -7,6 +7,10 @@ transfers first make one small request (``warm``): clients that build themselves
 (ccstore, s3fs, boto3's transfer manager) do so outside the timer, and every library starts
 with one connection open. The run that counts requests passes ``warm=False``.
 
+Reads of part of the large array (row, column, points) return ``digest`` of the values read,
+which bench_s3 checks against ``expected_digests``. Byte-range peers read the unchunked stored
+object: .npy for s3fs (header first), raw C-order bytes for obstore and boto3.
+
 Request bodies are not hashed into signatures (``UNSIGNED-PAYLOAD``) for any library that can
 be told so — ccstore, s3fs, obstore, boto3: the benchmark link is loopback http, and on the
 https endpoints of real use none of them needs the hash (TLS protects the body), so timing it
@@ -16,15 +20,18 @@ from the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) in every proces
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 REGION = "us-east-1"
 CONCURRENCY = 8
+POINTS = 100  # elements the points workload reads
 
 
 def _array(nbytes: int) -> np.ndarray:
@@ -38,6 +45,46 @@ def _stored_nbytes(nbytes: int) -> int:
     """The size of ``_array(nbytes)``: ``nbytes`` rounded down to whole rows."""
     side = math.isqrt(nbytes // 4)
     return nbytes // 4 // side * side * 4
+
+
+def _points(shape: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The rows and columns of the elements the points workload reads (seeded: the same for
+    every library)."""
+    rng = np.random.default_rng(1)
+    return rng.integers(0, shape[0], POINTS), rng.integers(0, shape[1], POINTS)
+
+
+def _digest(values) -> str:
+    """A fingerprint of the values a read returned, in order, as float32."""
+    return hashlib.sha256(np.ascontiguousarray(values, "<f4").tobytes()).hexdigest()[:16]
+
+
+def expected_digests(nbytes: int, shape: list[int]) -> dict[str, str]:
+    """The digest each partial read (by workload name) must return."""
+    array = _array(nbytes)
+    return {
+        "row": _digest(array[shape[0] // 3]),
+        "column": _digest(array[:, shape[1] // 3]),
+        "points": _digest(array[_points(shape)]),
+    }
+
+
+def _read(values) -> dict:
+    """What a partial read reports: how many values it returned, and their digest."""
+    return {"values": int(np.size(values)), "digest": _digest(values)}
+
+
+def _column_starts(shape: list[int], offset: int = 0) -> list[int]:
+    """The byte offset of every element of the column read, in a C-order object whose data
+    starts at ``offset``."""
+    return (offset + (np.arange(shape[0]) * shape[1] + shape[1] // 3) * 4).tolist()
+
+
+def _point_starts(shape: list[int], offset: int = 0) -> list[int]:
+    """The byte offset of every point read, in a C-order object whose data starts at
+    ``offset``."""
+    rows, cols = _points(shape)
+    return (offset + (rows * shape[1] + cols) * 4).tolist()
 
 
 def _keys() -> tuple[str, str]:
@@ -85,7 +132,20 @@ def ccstore_download(endpoint: str, bucket: str, key: str, nbytes: int, warm: bo
 def ccstore_row(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int]):
     store = _ccstore(endpoint, bucket)
     seconds, row = _timed(lambda: store[key][shape[0] // 3])
-    return seconds, {"values": int(row.size)}
+    return seconds, _read(row)
+
+
+def ccstore_column(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int]):
+    store = _ccstore(endpoint, bucket)
+    seconds, column = _timed(lambda: store[key][:, shape[1] // 3])
+    return seconds, _read(column)
+
+
+def ccstore_points(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int]):
+    """One fancy-indexing call: ccstore fetches the chunks the points fall in concurrently."""
+    store, (rows, cols) = _ccstore(endpoint, bucket), _points(shape)
+    seconds, values = _timed(lambda: store[key][rows, cols])
+    return seconds, _read(values)
 
 
 def ccstore_small_put(endpoint: str, bucket: str, prefix: str, count: int):
@@ -96,6 +156,15 @@ def ccstore_small_put(endpoint: str, bucket: str, prefix: str, count: int):
 def ccstore_small_get(endpoint: str, bucket: str, prefix: str, count: int):
     store = _ccstore(endpoint, bucket)
     return _timed(lambda: [store.load(f"{prefix}/{i}") for i in range(count)])[0], {}
+
+
+def ccstore_list(endpoint: str, bucket: str, prefix: str, count: int):
+    """``glob``: one listing below the prefix, as the peers make (``list(store)`` makes two:
+    ``list`` asks the store's ``len`` first, which lists too)."""
+    store = _ccstore(endpoint, bucket)
+    seconds, keys = _timed(lambda: store.glob(f"{prefix}/*"))
+    assert len(keys) == count, (len(keys), count)
+    return seconds, {"keys": len(keys)}
 
 
 # -- cottoncandy 0.4.0 (upload_raw_array / download_raw_array) ---------------------------
@@ -129,7 +198,19 @@ def cottoncandy_download(endpoint: str, bucket: str, key: str, nbytes: int, warm
 def cottoncandy_row(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int]):
     cci = _cottoncandy(endpoint, bucket)  # no partial reads: the whole array comes down
     seconds, array = _timed(lambda: cci.download_raw_array(key).reshape(shape)[shape[0] // 3])
-    return seconds, {"values": int(array.size)}
+    return seconds, _read(array)
+
+
+def cottoncandy_column(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int]):
+    cci = _cottoncandy(endpoint, bucket)  # no partial reads: the whole array comes down
+    seconds, array = _timed(lambda: cci.download_raw_array(key).reshape(shape)[:, shape[1] // 3])
+    return seconds, _read(array)
+
+
+def cottoncandy_points(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int]):
+    cci, points = _cottoncandy(endpoint, bucket), _points(shape)  # the whole array comes down
+    seconds, values = _timed(lambda: cci.download_raw_array(key).reshape(shape)[points])
+    return seconds, _read(values)
 
 
 def cottoncandy_small_put(endpoint: str, bucket: str, prefix: str, count: int):
@@ -142,6 +223,14 @@ def cottoncandy_small_put(endpoint: str, bucket: str, prefix: str, count: int):
 def cottoncandy_small_get(endpoint: str, bucket: str, prefix: str, count: int):
     cci = _cottoncandy(endpoint, bucket)
     return _timed(lambda: [cci.download_raw_array(f"{prefix}/{i}") for i in range(count)])[0], {}
+
+
+def cottoncandy_list(endpoint: str, bucket: str, prefix: str, count: int):
+    """``glob``: ``ls`` makes one request of at most 1,000 keys, ``glob`` pages through all."""
+    cci = _cottoncandy(endpoint, bucket)
+    seconds, keys = _timed(lambda: cci.glob(f"{prefix}/*"))
+    assert len(keys) == count, (len(keys), count)
+    return seconds, {"keys": len(keys)}
 
 
 # -- s3fs + numpy (np.save into fs.open, np.load) ------------------------------------------
@@ -197,22 +286,52 @@ def s3fs_download(endpoint: str, bucket: str, key: str, nbytes: int, warm: bool 
     return seconds, {}
 
 
+def _npy_header(fs, path: str) -> tuple[int, tuple[int, ...], np.dtype]:
+    """Where the data of the .npy object ``path`` starts, its shape and dtype."""
+    with fs.open(path, "rb", block_size=1 << 16, cache_type="none") as f:
+        fmt = np.lib.format
+        read_header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
+        shape, _, dtype = read_header[fmt.read_magic(f)](f)
+        return f.tell(), shape, dtype
+
+
 def s3fs_row(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int]):
     """The best s3fs + numpy can do: read the .npy header, then the row's byte range."""
-    fs = _s3fs(endpoint)
+    fs, path = _s3fs(endpoint), f"{bucket}/{key}"
 
     def row():
-        with fs.open(f"{bucket}/{key}", "rb", block_size=1 << 16, cache_type="none") as f:
-            fmt = np.lib.format
-            read_header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
-            shape_, _, dtype = read_header[fmt.read_magic(f)](f)
-            start = f.tell() + shape[0] // 3 * shape_[1] * dtype.itemsize
-            end = start + shape_[1] * dtype.itemsize
-            data = fs.cat_file(f"{bucket}/{key}", start=start, end=end)
-            return np.frombuffer(data, dtype)
+        offset, shape_, dtype = _npy_header(fs, path)
+        start = offset + shape[0] // 3 * shape_[1] * dtype.itemsize
+        end = start + shape_[1] * dtype.itemsize
+        return np.frombuffer(fs.cat_file(path, start=start, end=end), dtype)
 
     seconds, values = _timed(row)
-    return seconds, {"values": int(values.size)}
+    return seconds, _read(values)
+
+
+def _s3fs_elements(fs, path: str, starts_of) -> np.ndarray:
+    """The .npy header, then one concurrent ``cat_ranges`` of a range per element."""
+    offset, _, dtype = _npy_header(fs, path)
+    starts = starts_of(offset)
+    ends = [start + dtype.itemsize for start in starts]
+    parts = fs.cat_ranges([path] * len(starts), starts, ends, on_error="raise")
+    return np.frombuffer(b"".join(parts), dtype)
+
+
+def s3fs_column(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int]):
+    fs, path = _s3fs(endpoint), f"{bucket}/{key}"
+    seconds, values = _timed(
+        lambda: _s3fs_elements(fs, path, lambda offset: _column_starts(shape, offset))
+    )
+    return seconds, _read(values)
+
+
+def s3fs_points(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int]):
+    fs, path = _s3fs(endpoint), f"{bucket}/{key}"
+    seconds, values = _timed(
+        lambda: _s3fs_elements(fs, path, lambda offset: _point_starts(shape, offset))
+    )
+    return seconds, _read(values)
 
 
 def s3fs_small_put(endpoint: str, bucket: str, prefix: str, count: int):
@@ -235,6 +354,13 @@ def s3fs_small_get(endpoint: str, bucket: str, prefix: str, count: int):
                 np.load(f)
 
     return _timed(get)[0], {}
+
+
+def s3fs_list(endpoint: str, bucket: str, prefix: str, count: int):
+    fs = _s3fs(endpoint)
+    seconds, keys = _timed(lambda: fs.find(f"{bucket}/{prefix}"))
+    assert len(keys) == count, (len(keys), count)
+    return seconds, {"keys": len(keys)}
 
 
 # -- obstore (put / get / get_range) --------------------------------------------------------
@@ -300,7 +426,27 @@ def obstore_row(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[i
             obstore.get_range(store, key, start=start, length=shape[1] * 4), np.float32
         )
     )
-    return seconds, {"values": int(data.size)}
+    return seconds, _read(data)
+
+
+def _obstore_elements(store, key: str, starts: list[int]) -> np.ndarray:
+    """One ``get_ranges`` call, a range per element (obstore merges ranges < 1 MiB apart)."""
+    import obstore
+
+    parts = obstore.get_ranges(store, key, starts=starts, lengths=[4] * len(starts))
+    return np.frombuffer(b"".join(parts), np.float32)
+
+
+def obstore_column(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int]):
+    store, starts = _obstore(endpoint, bucket), _column_starts(shape)
+    seconds, values = _timed(lambda: _obstore_elements(store, key, starts))
+    return seconds, _read(values)
+
+
+def obstore_points(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int]):
+    store, starts = _obstore(endpoint, bucket), _point_starts(shape)
+    seconds, values = _timed(lambda: _obstore_elements(store, key, starts))
+    return seconds, _read(values)
 
 
 def obstore_small_put(endpoint: str, bucket: str, prefix: str, count: int):
@@ -316,6 +462,15 @@ def obstore_small_get(endpoint: str, bucket: str, prefix: str, count: int):
     store = _obstore(endpoint, bucket)
     get = lambda: [obstore.get(store, f"{prefix}/{i}").bytes() for i in range(count)]
     return _timed(get)[0], {}
+
+
+def obstore_list(endpoint: str, bucket: str, prefix: str, count: int):
+    import obstore
+
+    store = _obstore(endpoint, bucket)
+    seconds, keys = _timed(lambda: obstore.list(store, prefix=prefix).collect())
+    assert len(keys) == count, (len(keys), count)
+    return seconds, {"keys": len(keys)}
 
 
 # -- plain boto3 (upload_fileobj / download_fileobj, tuned TransferConfig) ---------------
@@ -405,7 +560,31 @@ def boto3_row(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int
         Range=f"bytes={start}-{start + shape[1] * 4 - 1}",
     )["Body"].read()
     seconds, data = _timed(get)
-    return seconds, {"values": len(data) // 4}
+    return seconds, _read(np.frombuffer(data, np.float32))
+
+
+def _boto3_elements(client, bucket: str, key: str, starts: list[int]) -> np.ndarray:
+    """A ranged GET per element, ``CONCURRENCY`` at a time (S3 has no multi-range GET)."""
+
+    def get(start: int) -> bytes:
+        return client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{start + 3}")[
+            "Body"
+        ].read()
+
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        return np.frombuffer(b"".join(pool.map(get, starts)), np.float32)
+
+
+def boto3_column(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int]):
+    (client, _), starts = _boto3(endpoint), _column_starts(shape)
+    seconds, values = _timed(lambda: _boto3_elements(client, bucket, key, starts))
+    return seconds, _read(values)
+
+
+def boto3_points(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int]):
+    (client, _), starts = _boto3(endpoint), _point_starts(shape)
+    seconds, values = _timed(lambda: _boto3_elements(client, bucket, key, starts))
+    return seconds, _read(values)
 
 
 def boto3_small_put(endpoint: str, bucket: str, prefix: str, count: int):
@@ -423,6 +602,16 @@ def boto3_small_get(endpoint: str, bucket: str, prefix: str, count: int):
         client.get_object(Bucket=bucket, Key=f"{prefix}/{i}")["Body"].read() for i in range(count)
     ]
     return _timed(get)[0], {}
+
+
+def boto3_list(endpoint: str, bucket: str, prefix: str, count: int):
+    client, _ = _boto3(endpoint)
+    pages = lambda: client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=f"{prefix}/"
+    )
+    seconds, keys = _timed(lambda: [o["Key"] for page in pages() for o in page.get("Contents", ())])
+    assert len(keys) == count, (len(keys), count)
+    return seconds, {"keys": len(keys)}
 
 
 LIBRARIES = ("ccstore", "cottoncandy", "s3fs", "obstore", "boto3")
