@@ -286,6 +286,12 @@ class FaultProxy:
                 else:
                     self._record.bytes_out += n
 
+            def handle_expect_100(self) -> bool:
+                # the interim "100 Continue" is a round trip of its own: it pays the latency
+                if proxy.latency:
+                    time.sleep(proxy.latency)
+                return super().handle_expect_100()
+
             def handle_one_request(self) -> None:
                 self._record = None
                 self._unrecorded = [0, 0]

@@ -308,6 +308,25 @@ class TestThroughFaultProxy:
         used = proxy.stats.snapshot() - before
         assert (used.requests, used.connections) == (16, 0)
 
+    def test_uploads_do_not_wait_for_100_continue(self, proxied):
+        # botocore asks for "Expect: 100-continue" on file-like bodies: a round trip per put
+        proxy, backend, direct = proxied
+        expects: list[str] = []
+
+        def record(request) -> bool:
+            if request.method == "PUT":
+                headers = {k.lower(): v for k, v in request.headers.items()}
+                expects.append(headers.get("expect", ""))
+            return False
+
+        proxy.fail_next(1, match=record)  # never matches: only records
+        s3 = backend(part_size=5 << 20)
+        s3.write("small", [b"x" * 1000])
+        s3.write("large", [bytes(6 << 20)])  # two parts: a full one and the rest
+        proxy.clear_faults()
+        assert expects == ["", "", ""]
+        assert direct.read("small") == b"x" * 1000 and direct.read("large") == bytes(6 << 20)
+
     def test_exhausted_retries_raise_a_clear_error(self, proxied):
         proxy, backend, direct = proxied
         direct.write("k", [b"value"])

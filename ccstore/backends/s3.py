@@ -173,6 +173,7 @@ class S3Backend(Backend):
         import boto3
         from botocore import UNSIGNED
         from botocore.config import Config
+        from botocore.handlers import add_expect_header
 
         c = self._config
         session = self._session or boto3.Session(profile_name=c["profile"], region_name=c["region"])
@@ -194,9 +195,13 @@ class S3Backend(Backend):
         }
         if c["anon"]:
             options["signature_version"] = UNSIGNED
-        return session.client(
+        client = session.client(
             "s3", endpoint_url=c["endpoint_url"], region_name=c["region"], config=Config(**options)
         )
+        # "Expect: 100-continue" costs every upload a round trip before its body goes out;
+        # it only saves sending a body the server would refuse anyway.
+        client.meta.events.unregister("before-call.s3", add_expect_header)
+        return client
 
     @property
     def _uploads(self) -> ThreadPoolExecutor:
@@ -355,11 +360,13 @@ class S3Backend(Backend):
             if size >= part_size:
                 break
         else:
-            self._put(key, b"".join(pending), conditional)
+            # a bytearray, not bytes: botocore wraps bytes in a BytesIO and sends that in
+            # 16 KiB reads; a buffer goes to the socket in one sendall
+            self._put(key, bytearray().join(pending), conditional)
             return
         self._multipart(key, pending, iterator, conditional)
 
-    def _put(self, key: str, body: bytes, conditional: dict[str, str]) -> None:
+    def _put(self, key: str, body: bytearray, conditional: dict[str, str]) -> None:
         self._call(
             lambda: self._client.put_object(Bucket=self.bucket, Key=key, Body=body, **conditional),
             key,
@@ -385,7 +392,7 @@ class S3Backend(Backend):
         # stays bounded and warm, with no allocation (and first-touch page faults) per part.
         free: list[bytearray] = []
 
-        def upload(number: int, body: bytes | bytearray) -> dict[str, Any]:
+        def upload(number: int, body: bytearray) -> dict[str, Any]:
             response = self._call(
                 lambda: client.upload_part(
                     Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
@@ -400,7 +407,7 @@ class S3Backend(Backend):
             done.append(future.result())
             free.append(buffer)
 
-        def submit(body: bytes | bytearray, buffer: bytearray) -> None:
+        def submit(body: bytearray, buffer: bytearray) -> None:
             while len(in_flight) >= concurrency:
                 finish_oldest()
             number = len(done) + len(in_flight) + 1
@@ -422,7 +429,7 @@ class S3Backend(Backend):
                         submit(buffer, buffer)
                         buffer = None
             if buffer is not None:
-                submit(bytes(memoryview(buffer)[:filled]), buffer)
+                submit(bytearray(memoryview(buffer)[:filled]), buffer)
             while in_flight:
                 finish_oldest()
             self._call(
