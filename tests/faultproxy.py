@@ -3,8 +3,9 @@
 Put it between an S3 client and a real server to measure requests and bytes on the wire, to
 add latency per request, or to make the next N matching requests fail (see ``FAULTS``):
 
-``"503"`` / ``"500"``
-    an S3 ``SlowDown`` / ``InternalError`` XML error, without contacting the server;
+``"503"`` / ``"500"`` / ``"403"``
+    an S3 ``SlowDown`` / ``InternalError`` / ``AccessDenied`` XML error, without contacting
+    the server;
 ``"reset"``
     the connection is reset (RST, no response at all), without contacting the server;
 ``"truncate"``
@@ -50,10 +51,11 @@ from urllib.parse import parse_qs, urlsplit
 
 __all__ = ["FAULTS", "FaultProxy", "ProxyRecord", "ProxyRequest", "TrafficSnapshot"]
 
-FAULTS = ("503", "500", "reset", "truncate", "stall", "stall_body", "ignore_range")
+FAULTS = ("503", "500", "403", "reset", "truncate", "stall", "stall_body", "ignore_range")
 _ERRORS = {
     "503": (503, "SlowDown", "Please reduce your request rate."),
     "500": (500, "InternalError", "We encountered an internal error. Please try again."),
+    "403": (403, "AccessDenied", "Access Denied"),
 }
 _HOP_BY_HOP = {
     "connection",

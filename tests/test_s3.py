@@ -12,6 +12,7 @@ from conftest import S3_SERVERS, make_s3_backend
 
 import ccstore
 from ccstore import BackendError
+from ccstore.backends.base import RangeByteRequest
 from ccstore.backends.s3 import S3Backend
 
 
@@ -327,6 +328,50 @@ class TestThroughFaultProxy:
         assert expects == ["", "", ""]
         assert direct.read("small") == b"x" * 1000 and direct.read("large") == bytes(6 << 20)
 
+    def test_reads_use_one_presigned_url_per_key(self, proxied):
+        proxy, backend, direct = proxied
+        direct.write("k", [bytes(range(256)) * 64])
+        s3 = backend()
+        assert s3.read_into("k", 10, memoryview(bytearray(100))) == 100
+        assert s3.read("k", RangeByteRequest(0, 50)) == bytes(range(50))
+        gets = [r for r in proxy.records if r.method == "GET"]
+        assert len(gets) == 2 and all("X-Amz-Signature" in r.query for r in gets)
+        assert gets[0].query == gets[1].query  # signed once, reused
+        plain = backend(presigned_reads=False)
+        proxy.records.clear()
+        assert plain.read("k", RangeByteRequest(0, 50)) == bytes(range(50))
+        assert [("X-Amz-Signature" in r.query) for r in proxy.records] == [False]
+
+    def test_refused_presigned_read_is_repeated_through_boto3(self, proxied):
+        # e.g. credentials that expired after the URL was signed: boto3 refreshes them
+        proxy, backend, direct = proxied
+        direct.write("k", [b"value"])
+        s3 = backend()
+        proxy.fail_next(1, "403", match=lambda r: "X-Amz-Signature" in r.query)
+        assert s3.read("k") == b"value"
+        assert [(r.status, "X-Amz-Signature" in r.query) for r in proxy.records] == [
+            (403, True),
+            (200, False),
+        ]
+
+    def test_missing_key_costs_one_presigned_request(self, proxied):
+        proxy, backend, _ = proxied
+        with pytest.raises(ccstore.KeyNotFoundError, match="'absent'"):
+            backend().read("absent")
+        assert [(r.method, r.status) for r in proxy.records] == [("GET", 404)]
+
+    def test_failed_presigned_read_never_shows_the_signed_url(self, proxied):
+        import traceback
+
+        proxy, backend, direct = proxied
+        direct.write("k", [b"value"])
+        s3 = backend(retries=1)
+        proxy.fail_next(2, "reset", match=lambda r: r.method == "GET")
+        with pytest.raises(BackendError, match="failed 2 times") as info:
+            s3.read("k")
+        shown = "".join(traceback.format_exception(info.value))
+        assert "X-Amz-Signature" not in shown and "X-Amz-Credential" not in shown
+
     def test_exhausted_retries_raise_a_clear_error(self, proxied):
         proxy, backend, direct = proxied
         direct.write("k", [b"value"])
@@ -367,6 +412,7 @@ class TestThroughFaultProxy:
 
 _READ_WITH_TRACEMALLOC = """
 import hashlib, sys, tracemalloc
+from ccstore.backends.base import RangeByteRequest
 from ccstore.backends.s3 import S3Backend
 bucket, endpoint, region, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 backend = S3Backend(bucket, endpoint_url=endpoint, region=region)

@@ -149,12 +149,13 @@ def test_proxy_forwards_signed_requests_with_bodies(endpoint, bucket, proxy):
 
 def _expect_fault(kind, call):
     """Run ``call`` (which reads a whole object) and check boto3 sees fault ``kind``."""
-    if kind in ("503", "500"):
+    if kind in ("503", "500", "403"):
         with pytest.raises(botocore.exceptions.ClientError) as info:
             call()
         error = info.value.response
         assert error["ResponseMetadata"]["HTTPStatusCode"] == int(kind)
-        assert error["Error"]["Code"] == {"503": "SlowDown", "500": "InternalError"}[kind]
+        codes = {"503": "SlowDown", "500": "InternalError", "403": "AccessDenied"}
+        assert error["Error"]["Code"] == codes[kind]
     elif kind == "reset":
         with pytest.raises(
             (botocore.exceptions.ConnectionClosedError, botocore.exceptions.EndpointConnectionError)

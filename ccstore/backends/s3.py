@@ -28,6 +28,7 @@ from .base import (
     ObjectStat,
     http_range,
 )
+from .s3_presigned import PresignedGets, TransientResponse
 
 __all__ = ["S3Backend", "from_url"]
 
@@ -61,6 +62,7 @@ def _stream_errors() -> tuple[type[BaseException], ...]:
             be.EndpointConnectionError,
             urllib3.exceptions.ProtocolError,
             urllib3.exceptions.ReadTimeoutError,
+            TransientResponse,
             http.client.IncompleteRead,
             ssl.SSLError,
             ConnectionError,
@@ -83,7 +85,11 @@ class S3Backend(Backend):
     ccstore chunk carries its own CRC-32C. ``payload_signing`` decides whether request bodies
     are hashed (SHA-256) into the signature: by default only over plain ``http://``, where
     nothing else protects them in transit; over https TLS does, as it does for boto3's own
-    uploads that carry a checksum, and the hash costs a core ~1 s per 1.4 GB. ``retries``
+    uploads that carry a checksum, and the hash costs a core ~1 s per 1.4 GB.
+    ``presigned_reads`` (default True) sends GETs to presigned URLs, signed once per key and
+    reused for minutes, through boto3's own HTTP session, skipping botocore's per-request work
+    (see s3_presigned.py); other responses than a body, a missing key or an unsatisfiable
+    range are retried through boto3 itself. ``retries``
     bounds attempts per request (503 SlowDown, 500, throttling, connection resets, timeouts
     mid-body) with exponential backoff and jitter (``retries`` counts retries after the first
     attempt). ``part_size`` is the multipart part size; ``concurrency`` the parts in flight
@@ -105,6 +111,7 @@ class S3Backend(Backend):
         path_style: bool | None = None,
         checksums: str = "when_required",
         payload_signing: bool | None = None,
+        presigned_reads: bool = True,
         retries: int = 5,
         connect_timeout: float = 10,
         read_timeout: float = 60,
@@ -124,6 +131,7 @@ class S3Backend(Backend):
             "path_style": path_style,
             "checksums": checksums,
             "payload_signing": payload_signing,
+            "presigned_reads": presigned_reads,
             "retries": retries,
             "connect_timeout": connect_timeout,
             "read_timeout": read_timeout,
@@ -134,6 +142,7 @@ class S3Backend(Backend):
         self._local = threading.local()
         self._lock = threading.Lock()
         self._client_instance: Any = None
+        self._presigned: PresignedGets | bool | None = False  # False: not built yet
         self._pool: ThreadPoolExecutor | None = None
         if create_bucket:
             self.create_bucket()
@@ -193,8 +202,9 @@ class S3Backend(Backend):
             "request_checksum_calculation": c["checksums"],
             "response_checksum_validation": c["checksums"],
         }
-        if c["anon"]:
-            options["signature_version"] = UNSIGNED
+        # SigV4 everywhere: botocore would presign GET URLs with the deprecated SigV2, which
+        # newer AWS regions refuse
+        options["signature_version"] = UNSIGNED if c["anon"] else "s3v4"
         client = session.client(
             "s3", endpoint_url=c["endpoint_url"], region_name=c["region"], config=Config(**options)
         )
@@ -272,11 +282,35 @@ class S3Backend(Backend):
                     raise
             except _stream_errors() as e:
                 if attempt == attempts - 1:
-                    raise BackendError(
-                        f"reading {self.url}/{key} failed {attempts} times mid-transfer: {e}"
-                    ) from e
+                    where = f"{self.url}/{key}"
+                    if isinstance(e, TransientResponse):
+                        message = f"S3 request for {where} failed after retries: {e}"
+                    else:
+                        message = f"reading {where} failed {attempts} times mid-transfer: {e}"
+                    raise BackendError(message) from e
             time.sleep(min(0.1 * 2**attempt, 5) * (0.5 + random.random()))
         raise AssertionError("unreachable")
+
+    def _get_object(self, key: str, range_header: str | None) -> dict[str, Any]:
+        """GetObject's response (Body, ContentLength): through a presigned URL where
+        ``presigned_reads`` allows and it can answer, else through the client."""
+        if self._config["presigned_reads"]:
+            gets = self._presigned_gets()
+            response = gets.get(key, range_header) if gets is not None else None
+            if response is not None:
+                return response
+        kwargs = {"Bucket": self.bucket, "Key": key}
+        if range_header:
+            kwargs["Range"] = range_header
+        return self._client.get_object(**kwargs)
+
+    def _presigned_gets(self) -> PresignedGets | None:
+        if self._presigned is False:
+            client = self._client  # takes the lock itself
+            with self._lock:
+                if self._presigned is False:
+                    self._presigned = PresignedGets.for_client(client, self.bucket)
+        return self._presigned  # type: ignore[return-value]
 
     # -- the protocol -----------------------------------------------------------------------
 
@@ -287,11 +321,8 @@ class S3Backend(Backend):
             return b""
 
         def get() -> bytes:
-            kwargs = {"Bucket": self.bucket, "Key": key}
-            if header:
-                kwargs["Range"] = header
             try:
-                response = self._client.get_object(**kwargs)
+                response = self._get_object(key, header)
             except Exception as e:
                 if _code(e) == "InvalidRange":  # the range starts at or past the end
                     self._client.head_object(Bucket=self.bucket, Key=key)  # exists? else 404
@@ -314,9 +345,7 @@ class S3Backend(Backend):
 
         def get() -> int:
             try:
-                response = self._client.get_object(
-                    Bucket=self.bucket, Key=key, Range=f"bytes={start}-{start + total - 1}"
-                )
+                response = self._get_object(key, f"bytes={start}-{start + total - 1}")
             except Exception as e:
                 if _code(e) == "InvalidRange":
                     self._client.head_object(Bucket=self.bucket, Key=key)
@@ -674,7 +703,8 @@ def from_url(url: str, options: dict[str, Any]) -> tuple[S3Backend, str]:
         raise ValueError(f"S3 URLs name a bucket: s3://bucket/prefix, not {url!r}")
     names = (
         "endpoint_url", "profile", "region", "anon", "session", "path_style", "checksums",
-        "payload_signing", "retries", "connect_timeout", "read_timeout", "part_size",
+        "payload_signing", "presigned_reads", "retries", "connect_timeout", "read_timeout",
+        "part_size",
         "create_bucket",
     )  # fmt: skip
     kwargs = {name: options.pop(name) for name in names if name in options}

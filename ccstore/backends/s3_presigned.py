@@ -1,0 +1,109 @@
+"""GetObject requests without botocore's per-request machinery.
+
+A boto3 ``get_object`` call spends several milliseconds of CPU on parameter validation,
+endpoint rules, event hooks, signing and response parsing: on a small object or a ranged read
+that is most of the client's work. ``PresignedGets`` signs one GetObject URL per key with the
+client's own credentials (query-string SigV4; the ``Range`` header needs no signature), keeps
+it for a few minutes, and sends plain GETs through the client's own HTTP session, so the
+connection pool, proxies, TLS settings and timeouts are boto3's.
+
+It answers what it is sure of — the body of a 200/206, ``NoSuchKey`` (404), ``InvalidRange``
+(416), and throttling or server errors (429, 5xx: ``TransientResponse``, for the caller's
+retries) — and returns None for everything else (403 from expired credentials, redirects), for
+the caller to repeat the request through the client, which refreshes credentials, follows
+region redirects and words the error. Signed URLs are bearer tokens: errors raised here never
+contain one.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from typing import Any
+
+__all__ = ["PresignedGets", "TransientResponse"]
+
+# A signed URL is valid for _LIFETIME seconds and reused for _REUSE of them, so a request
+# sent just before the reuse window ends still arrives well inside its validity.
+_LIFETIME = 900
+_REUSE = 600
+_MAX_URLS = 10_000
+_ERROR_CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
+
+
+_TRANSIENT = {429, 500, 502, 503, 504}
+
+
+class TransientResponse(Exception):
+    """A throttling or server error answered a presigned GET: worth retrying."""
+
+    def __init__(self, code: str, status: int) -> None:
+        super().__init__(f"{code} (HTTP {status})")
+
+
+class PresignedGets:
+    """GETs of objects in ``bucket`` through ``client``'s HTTP session, with cached signed URLs."""
+
+    def __init__(self, client: Any, bucket: str) -> None:
+        self._client = client
+        self._session = client._endpoint.http_session
+        self._bucket = bucket
+        self._urls: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_client(cls, client: Any, bucket: str) -> PresignedGets | None:
+        """None if this botocore does not expose its HTTP session the way it is used here."""
+        endpoint = getattr(client, "_endpoint", None)
+        if not hasattr(getattr(endpoint, "http_session", None), "send"):
+            return None
+        return cls(client, bucket)
+
+    def _url(self, key: str) -> str:
+        now = time.monotonic()
+        cached = self._urls.get(key)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        url = self._client.generate_presigned_url(
+            "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=_LIFETIME
+        )
+        with self._lock:
+            if len(self._urls) >= _MAX_URLS:
+                self._urls.clear()
+            self._urls[key] = (url, now + _REUSE)
+        return url
+
+    def forget(self, key: str) -> None:
+        self._urls.pop(key, None)
+
+    def get(self, key: str, range_header: str | None) -> dict[str, Any] | None:
+        """``{"Body": StreamingBody, "ContentLength": n}`` as ``get_object`` returns it, a
+        ClientError for a missing key or an unsatisfiable range, or None: ask the client."""
+        from botocore.awsrequest import AWSPreparedRequest
+        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.response import StreamingBody
+
+        headers = {"Range": range_header} if range_header else {}
+        request = AWSPreparedRequest("GET", self._url(key), headers, None, True)
+        try:
+            response = self._session.send(request)
+        except BotoCoreError as e:
+            # botocore's message quotes the URL, signature included
+            raise ConnectionError(f"GET of {key!r} failed: {type(e).__name__}") from None
+        raw, status = response.raw, response.status_code
+        if status in (200, 206):
+            length = int(response.headers.get("content-length", 0))
+            return {"Body": StreamingBody(raw, length), "ContentLength": length}
+        document = raw.read(1 << 16)
+        raw.release_conn()
+        match = _ERROR_CODE.search(document)
+        code = match.group(1).decode("ascii", "replace") if match else str(status)
+        if status in _TRANSIENT:
+            raise TransientResponse(code, status)
+        if status in (404, 416):
+            error = {"Code": code, "Message": f"HTTP {status}"}
+            metadata = {"HTTPStatusCode": status}
+            raise ClientError({"Error": error, "ResponseMetadata": metadata}, "GetObject")
+        self.forget(key)
+        return None
