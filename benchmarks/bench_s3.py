@@ -11,10 +11,13 @@ measured first. Writes a table and a plot into docs/benchmarks.md and docs/img/.
     python benchmarks/bench_s3.py --server moto --mib 256 --small 1000
     python benchmarks/bench_s3.py --endpoint https://s3.example.org   # your own endpoint
     python benchmarks/bench_s3.py --latency-ms 20   # a cloud-like round trip per request
+    python benchmarks/bench_s3.py --latency-ms 20 --bandwidth-mbps 1000   # and a 1 Gbit/s link
 
 ``--latency-ms`` sends every workload through the proxy, which sleeps that long before
-forwarding each request: one added round trip per request, as a cloud region adds. An
-https endpoint cannot pass the (plain http) counting proxy: its requests are not counted.
+forwarding each request: one added round trip per request, as a cloud region adds.
+``--bandwidth-mbps`` caps the bodies through the proxy at that many megabits per second in
+each direction, shared by all connections, as one network link is. An https endpoint cannot
+pass the (plain http) counting proxy: its requests are not counted.
 """
 
 from __future__ import annotations
@@ -79,6 +82,9 @@ def main() -> None:
     )
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added per request")
     parser.add_argument(
+        "--bandwidth-mbps", type=float, default=0.0, help="link cap, each direction (Mbit/s)"
+    )
+    parser.add_argument(
         "--reference-mib",
         type=int,
         default=1024,
@@ -87,8 +93,9 @@ def main() -> None:
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
     args.run_prefix = f"ccstore-bench-{uuid.uuid4().hex[:8]}/" if args.bucket else ""
-    if args.endpoint and args.endpoint.startswith("https:") and args.latency_ms:
-        parser.error("--latency-ms needs the proxy, which speaks plain http only")
+    args.shaped = bool(args.latency_ms or args.bandwidth_mbps)
+    if args.endpoint and args.endpoint.startswith("https:") and args.shaped:
+        parser.error("--latency-ms and --bandwidth-mbps need the proxy, which speaks http only")
     libraries = args.libraries.split(",")
     references = physical_references(args.reference_mib << 20)
     print(reference_text(references, args.reference_mib), flush=True)
@@ -109,7 +116,10 @@ def main() -> None:
         with contextlib.ExitStack() as stack:
             proxy = None
             if upstream.startswith("http:"):
-                proxy = stack.enter_context(FaultProxy(upstream, latency=args.latency_ms / 1e3))
+                bandwidth = args.bandwidth_mbps * 1e6 / 8 or None
+                proxy = stack.enter_context(
+                    FaultProxy(upstream, latency=args.latency_ms / 1e3, bandwidth=bandwidth)
+                )
             bucket = args.bucket or f"bench-{uuid.uuid4().hex[:12]}"
             if not args.bucket:
                 boto3.client("s3", endpoint_url=upstream, region_name="us-east-1").create_bucket(
@@ -125,9 +135,10 @@ def main() -> None:
 def run(proxy, direct: str, bucket: str, libraries: list[str], args) -> list[dict]:
     """Large transfers are timed straight to the server (a Python proxy would cap them) and
     counted in one more run through the proxy; small objects, partial reads and the listing go
-    through the proxy for every library alike. With added latency everything goes through the
-    proxy; without a proxy (https) nothing is counted. Partial reads are checked against the
-    array every library uploaded, listings against the number of small objects."""
+    through the proxy for every library alike. With added latency or a bandwidth cap
+    everything goes through the proxy; without a proxy (https) nothing is counted. Partial
+    reads are checked against the array every library uploaded, listings against the number
+    of small objects."""
     from harness import measure
 
     nbytes = args.mib << 20
@@ -159,7 +170,7 @@ def run(proxy, direct: str, bucket: str, libraries: list[str], args) -> list[dic
                 result = median_of(runs, operation, python, endpoint=direct, **params)
                 wire, counted_runs = None, 1
             elif timed_direct:
-                endpoint = proxy.url if args.latency_ms else direct
+                endpoint = proxy.url if args.shaped else direct
                 result = median_of(runs, operation, python, endpoint=endpoint, **params)
                 before = proxy.stats.snapshot()
                 measure(operation, python, endpoint=proxy.url, warm=False, **params)
@@ -229,10 +240,16 @@ def report(rows: list[dict], server: str, args, references: dict[str, float]) ->
             ]
         )
     lines.sort(key=lambda line: (line[0], line[1] != "ccstore"))
-    if args.latency_ms:
+    if args.shaped:
         how = (
             f"Every request goes through a proxy on 127.0.0.1 that adds {args.latency_ms:g} ms "
-            "before forwarding it and counts requests and bytes."
+            "before forwarding it"
+            + (
+                f", caps bodies at {args.bandwidth_mbps:g} Mbit/s each way (one shared link)"
+                if args.bandwidth_mbps
+                else ""
+            )
+            + " and counts requests and bytes."
         )
     else:
         how = (
@@ -263,11 +280,17 @@ def report(rows: list[dict], server: str, args, references: dict[str, float]) ->
     print(text)
     if not args.no_docs:
         # a run with added latency gets its own section and plot beside the loopback one
-        name = f"bench_s3_latency{args.latency_ms:g}ms" if args.latency_ms else "bench_s3"
+        name = "bench_s3"
+        if args.latency_ms:
+            name += f"_latency{args.latency_ms:g}ms"
+        if args.bandwidth_mbps:
+            name += f"_{args.bandwidth_mbps:g}mbps"
         plot(rows, HERE.parent / "docs" / "img" / f"{name}.png")
         title = "S3: ccstore vs cottoncandy, s3fs, obstore, boto3"
         if args.latency_ms:
             title += f", {args.latency_ms:g} ms added per request"
+        if args.bandwidth_mbps:
+            title += f", {args.bandwidth_mbps:g} Mbit/s link"
         write_section(
             name,
             title,

@@ -1,7 +1,8 @@
 """An HTTP reverse proxy on 127.0.0.1 that counts traffic and injects faults on request.
 
 Put it between an S3 client and a real server to measure requests and bytes on the wire, to
-add latency per request, or to make the next N matching requests fail (see ``FAULTS``):
+add latency per request, to cap the bandwidth of request and response bodies, or to make the
+next N matching requests fail (see ``FAULTS``):
 
 ``"503"`` / ``"500"`` / ``"403"``
     an S3 ``SlowDown`` / ``InternalError`` / ``AccessDenied`` XML error, without contacting
@@ -47,6 +48,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 __all__ = ["FAULTS", "FaultProxy", "ProxyRecord", "ProxyRequest", "TrafficSnapshot"]
@@ -169,20 +171,55 @@ class _Counting:
         return self._raw.closed
 
 
+class _Link:
+    """One direction of a link of ``rate`` bytes/s shared by every connection: each piece
+    waits until the link has carried the pieces queued before it."""
+
+    PIECE = 64 << 10
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._free_at = 0.0
+        self._lock = threading.Lock()
+
+    def send(self, write: Callable[[bytes | memoryview], Any], data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        for start in range(0, len(view), self.PIECE):
+            piece = view[start : start + self.PIECE]
+            with self._lock:
+                now = time.monotonic()
+                self._free_at = max(self._free_at, now) + len(piece) / self.rate
+                wait = self._free_at - now
+            time.sleep(wait)
+            write(piece)
+
+
 class FaultProxy:
     """Reverse proxy to ``upstream`` (an http:// URL); see the module docstring.
 
-    ``latency`` seconds are slept before each request is handled; ``timeout`` bounds every
-    socket operation (client side and upstream).
+    ``latency`` seconds are slept before each request is handled (and before an interim
+    ``100 Continue``); ``bandwidth`` (bytes/s, each direction, shared by all connections) caps
+    request and response bodies; ``timeout`` bounds every socket operation (client side and
+    upstream).
     """
 
-    def __init__(self, upstream: str, *, latency: float = 0.0, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        latency: float = 0.0,
+        bandwidth: float | None = None,
+        timeout: float = 30.0,
+    ) -> None:
         parts = urlsplit(upstream)
         if parts.scheme != "http":
             raise ValueError(f"upstream must be an http:// URL, not {upstream!r}")
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.latency = latency
         self.timeout = timeout
+        self.bandwidth = bandwidth
+        self._up = _Link(bandwidth) if bandwidth else None
+        self._down = _Link(bandwidth) if bandwidth else None
         self.stats = _Traffic()
         self.records: collections.deque[ProxyRecord] = collections.deque(maxlen=_MAX_RECORDS)
         self._faults: list[_Fault] = []
@@ -287,6 +324,18 @@ class FaultProxy:
                     self._unrecorded[1] += n
                 else:
                     self._record.bytes_out += n
+
+            def _up(self, write: Callable[[Any], Any], data: Any) -> None:
+                if proxy._up is None:
+                    write(data)
+                else:
+                    proxy._up.send(write, data)
+
+            def _down(self, write: Callable[[Any], Any], data: Any) -> None:
+                if proxy._down is None:
+                    write(data)
+                else:
+                    proxy._down.send(write, data)
 
             def handle_expect_100(self) -> bool:
                 # the interim "100 Continue" is a round trip of its own: it pays the latency
@@ -396,14 +445,14 @@ class FaultProxy:
                         upstream.putheader("Content-Length", str(length))
                     upstream.endheaders()
                     if body is not None:
-                        upstream.send(body)
+                        self._up(upstream.send, body)
                     else:
                         remaining = length
                         while remaining > 0:
                             piece = self.rfile.read(min(_PIECE, remaining))
                             if not piece:
                                 raise ConnectionError("client closed mid-request body")
-                            upstream.send(piece)
+                            self._up(upstream.send, piece)
                             remaining -= len(piece)
                     response = upstream.getresponse()
                     declared = response.getheader("Content-Length")
@@ -417,14 +466,14 @@ class FaultProxy:
                     self.end_headers()
                     cut = total // 2 if kind in ("truncate", "stall_body") else total
                     if data is not None:
-                        self.wfile.write(data[:cut])
+                        self._down(self.wfile.write, data[:cut])
                     else:
                         sent = 0
                         while sent < cut:
                             piece = response.read(min(_PIECE, cut - sent))
                             if not piece:
                                 break
-                            self.wfile.write(piece)
+                            self._down(self.wfile.write, piece)
                             sent += len(piece)
                     if kind == "stall_body":
                         self.wfile.flush()

@@ -250,6 +250,26 @@ def test_ranged_get_bytes_on_the_wire(endpoint, bucket, proxy):
     assert (record.bytes_in, record.bytes_out) == (wire.bytes_in, wire.bytes_out)
 
 
+def test_latency_and_bandwidth_cap(endpoint, bucket):
+    endpoint.client().put_object(Bucket=bucket, Key="big", Body=DATA * 2)  # 2 MiB
+    with FaultProxy(endpoint.endpoint_url, latency=0.05, bandwidth=4 << 20, timeout=20) as p:
+        client = _via(endpoint, p.url)
+        client.head_object(Bucket=bucket, Key="big")  # connection and client warm
+        started = time.monotonic()
+        for _ in range(4):
+            client.head_object(Bucket=bucket, Key="big")
+        assert time.monotonic() - started >= 4 * 0.05  # one delay per request
+        started = time.monotonic()
+        assert client.get_object(Bucket=bucket, Key="big")["Body"].read() == DATA * 2
+        down = time.monotonic() - started
+        started = time.monotonic()
+        client.put_object(Bucket=bucket, Key="up", Body=DATA * 2)
+        up = time.monotonic() - started
+    # 2 MiB at 4 MiB/s: at least half a second each way (the link is not shared here)
+    assert down >= 0.5 and up >= 0.5, (down, up)
+    assert endpoint.client().get_object(Bucket=bucket, Key="up")["Body"].read() == DATA * 2
+
+
 def test_stall_ends_when_the_proxy_stops(endpoint, bucket):
     endpoint.client().put_object(Bucket=bucket, Key="s", Body=b"x")
     with FaultProxy(endpoint.endpoint_url, timeout=20) as proxy:
