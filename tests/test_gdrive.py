@@ -42,6 +42,14 @@ def test_exhausted_retries_are_a_clear_error(fake_drive, backend):
         backend.read("k")
 
 
+def test_an_error_mentioning_416_is_still_an_error(fake_drive, backend):
+    # a read once mistook any error whose text held "416" (say, in a port) for a range error
+    backend.write("k", [b"payload"])
+    fake_drive.inject_fault(500, "backendError416", times=3, op="files.get_media")
+    with pytest.raises(BackendError, match=r"\(500\) after 2 retries"):
+        backend.read("k", RangeByteRequest(1, 4))
+
+
 def test_permission_errors_are_not_retried(fake_drive, backend):
     backend.write("k", [b"payload"])
     fake_drive.inject_fault(403, "insufficientFilePermissions", times=5, op="files.get_media")

@@ -328,7 +328,9 @@ class DriveBackend(Backend):
             try:
                 return self._run(request, key)
             except BackendError as e:
-                if "416" in str(e):  # the range starts at or past the end
+                # the range starts at or past the end (the status, not the message: a URL
+                # in the message can contain "416", e.g. in its port)
+                if int(getattr(getattr(e.__cause__, "resp", None), "status", 0)) == 416:
                     return b""
                 raise
 
