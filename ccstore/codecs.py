@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numcodecs
 import numpy as np
 from numcodecs.abc import Codec
 
-__all__ = ["Compression", "compression_name", "decode", "encode", "from_configs", "resolve"]
+__all__ = [
+    "Compression",
+    "can_decode_into",
+    "compression_name",
+    "decode",
+    "decode_into",
+    "encode",
+    "from_configs",
+    "resolve",
+]
 
 Compression = str | Codec | Sequence[Codec] | None
 
@@ -69,6 +78,49 @@ def decode(codecs: Sequence[Codec], data: memoryview) -> memoryview:
     for codec in reversed(codecs):
         data = codec.decode(data)
     return _bytes_view(data)
+
+
+def can_decode_into(codecs: Sequence[Codec]) -> bool:
+    """Whether ``decode_into`` can write this chain's output straight into a caller's buffer."""
+    return bool(codecs) and type(codecs[0]) in _DECODED_SIZE
+
+
+def decode_into(codecs: Sequence[Codec], data: memoryview, out: memoryview) -> None:
+    """Decode stored bytes straight into ``out``, which must be exactly the raw chunk's size
+    (no temporary result, no copy); raises ValueError if the bytes decode to another size."""
+    for codec in reversed(codecs[1:]):
+        data = codec.decode(data)
+    last = codecs[0]
+    size = _DECODED_SIZE[type(last)](memoryview(data).cast("B"))
+    if size != len(out):
+        raise ValueError(f"decodes to {size} bytes, expected {len(out)}")
+    last.decode(data, out=out)
+
+
+def _zstd_content_size(frame: memoryview) -> int | None:
+    """The content size a zstd frame header declares (RFC 8878, 3.1.1.1), None if absent."""
+    if len(frame) < 5 or frame[:4] != b"\x28\xb5\x2f\xfd":
+        raise ValueError("not a zstd frame")
+    descriptor = frame[4]
+    single_segment = (descriptor >> 5) & 1
+    size_bytes = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
+    position = 5 + (not single_segment) + (0, 1, 2, 4)[descriptor & 3]
+    if size_bytes == 0 or len(frame) < position + size_bytes:
+        return None
+    size = int.from_bytes(frame[position : position + size_bytes], "little")
+    return size + 256 if size_bytes == 2 else size
+
+
+# Codecs whose decode writes into ``out`` without a temporary, by how to read the size their
+# output will have from the encoded bytes (checked first: a codec writing fewer bytes than
+# ``out`` holds would leave the rest of it unwritten, not raise).
+_DECODED_SIZE: dict[type, Callable[[memoryview], int | None]] = {
+    numcodecs.Zstd: _zstd_content_size,
+    # c-blosc's 16-byte header holds the decoded size at bytes 4-8, LZ4's numcodecs prefix
+    # at bytes 0-4 (both little-endian).
+    numcodecs.Blosc: lambda data: int.from_bytes(data[4:8], "little") if len(data) >= 16 else None,
+    numcodecs.LZ4: lambda data: int.from_bytes(data[:4], "little") if len(data) >= 4 else None,
+}
 
 
 def _codec_view(chunk: np.ndarray) -> np.ndarray:

@@ -42,6 +42,7 @@ __all__ = [
     "ObjectLayout",
     "checksum",
     "decode_chunk",
+    "decode_chunk_into",
     "decrypt_chunk_into",
     "dtype_from_json",
     "dtype_to_json",
@@ -404,3 +405,15 @@ def decode_chunk(
             layout.key, f"chunk {index} decodes to {len(raw)} bytes, expected {expected}"
         )
     return np.frombuffer(raw, array.dtype).reshape(shape, order=array.order)
+
+
+def decode_chunk_into(
+    layout: ObjectLayout, array: ArrayLayout, index: int, data: memoryview, out: memoryview
+) -> None:
+    """Verify one stored chunk and decode it straight into ``out`` (its raw bytes' place in
+    the destination), for chains where ``codecs.can_decode_into`` holds."""
+    data = verify_chunk(layout, array, index, data)
+    try:
+        codec_chain.decode_into(array.codecs, data, out)
+    except Exception as e:  # codecs raise many types on bad input
+        raise CorruptObjectError(layout.key, f"chunk {index} does not decode: {e}") from None

@@ -11,6 +11,7 @@ import numpy as np
 
 from .backends.base import Backend, RangeByteRequest
 from .chunking import region_runs
+from .codecs import can_decode_into
 from .errors import CorruptObjectError
 from .format import (
     MAGIC,
@@ -18,6 +19,7 @@ from .format import (
     ObjectLayout,
     checksum,
     decode_chunk,
+    decode_chunk_into,
     decrypt_chunk_into,
     verify_chunk,
 )
@@ -137,11 +139,14 @@ def read_array(
     def place(cid: int, chunk: np.ndarray) -> None:
         out[grid.region(cid)] = chunk
 
+    runs = _max_runs(out, array) if out.size else 0
     with Progress(progress, out.nbytes, layout.key) as bar:
-        if array.codecs or out.size == 0 or not _few_runs(out, array):
+        if array.codecs and runs == 1 and can_decode_into(array.codecs):
+            _chunks_into_place(ctx, layout, array, out, bar, _decode_into)
+        elif array.codecs or out.size == 0 or runs > _MAX_DIRECT_RUNS:
             read_chunks(ctx, layout, array, range(grid.nchunks), place, bar)
         elif layout.encrypted:
-            _decrypt_raw_chunks(ctx, layout, array, out, bar)
+            _chunks_into_place(ctx, layout, array, out, bar, decrypt_chunk_into)
         else:
             _scatter_raw_chunks(ctx, layout, array, out, bar)
     return out
@@ -153,23 +158,36 @@ def read_array(
 _MAX_DIRECT_RUNS = 16
 
 
-def _few_runs(out: np.ndarray, array: ArrayLayout) -> bool:
-    """Whether every raw chunk of ``array`` is at most _MAX_DIRECT_RUNS runs of ``out``
-    (the first chunk has the most: edge chunks are smaller)."""
+def _max_runs(out: np.ndarray, array: ArrayLayout) -> int:
+    """How many contiguous runs of ``out`` a chunk of ``array`` makes at most (the first
+    chunk has the most: edge chunks are smaller)."""
     flat = memoryview(out.reshape(-1, order="A").view(np.uint8))
-    return len(region_runs(flat, out, array.grid.region(0), array.order)) <= _MAX_DIRECT_RUNS
+    return len(region_runs(flat, out, array.grid.region(0), array.order))
 
 
-def _decrypt_raw_chunks(
-    ctx: IOContext, layout: ObjectLayout, array: ArrayLayout, out: np.ndarray, bar: Progress
+def _decode_into(
+    layout: ObjectLayout, array: ArrayLayout, cid: int, data: memoryview, runs: list[memoryview]
 ) -> None:
-    """Decrypt uncompressed chunks straight into their place in ``out`` (no plaintext copy)."""
+    (run,) = runs
+    decode_chunk_into(layout, array, cid, data, run)
+
+
+def _chunks_into_place(
+    ctx: IOContext,
+    layout: ObjectLayout,
+    array: ArrayLayout,
+    out: np.ndarray,
+    bar: Progress,
+    write: Callable[[ObjectLayout, ArrayLayout, int, memoryview, list[memoryview]], None],
+) -> None:
+    """Have ``write`` verify each stored chunk and turn it into its runs of ``out`` (decrypt or
+    decode straight into place: no temporary result, no copy)."""
     grid = array.grid
     flat = memoryview(out.reshape(-1, order="A").view(np.uint8))
 
     def deliver(cid: int, data: memoryview) -> None:
         runs = region_runs(flat, out, grid.region(cid), array.order)
-        decrypt_chunk_into(layout, array, cid, data, runs)
+        write(layout, array, cid, data, runs)
         bar.update(sum(len(run) for run in runs))
 
     _fetch_stored(ctx, layout, array, range(grid.nchunks), deliver)

@@ -519,6 +519,39 @@ class TestCorruption:
         with pytest.raises(CorruptObjectError, match=r"'root/prefix/a'.*unreadable header"):
             store.load("a")
 
+    def test_chunk_decoding_to_another_size_with_valid_checksums(self, store):
+        # A frame declaring fewer bytes than its chunk holds must not leave part of the
+        # result unwritten (whole reads decode straight into the result).
+        import struct
+
+        import numcodecs
+
+        from ccstore.format import FOOTER, INDEX_ENTRY, checksum
+
+        a = np.random.default_rng(0).integers(0, 2**31, 400).astype("<i4")  # incompressible
+        store.put("a", a, chunks=100, compression="zstd")
+        data = self._stored(store, "a")
+        data_end, header_len, index_len, _, *rest = FOOTER.unpack(data[-FOOTER.size :])
+        at = data_end + header_len
+        index = np.frombuffer(bytes(data[at : at + index_len]), INDEX_ENTRY).copy()
+        start, n = int(index[1]["offset"]), int(index[1]["nbytes"])
+        short = numcodecs.Zstd(1).encode(np.zeros(50, "<i4"))
+        pad = n - len(short) - 8  # a skippable frame: magic, payload size, payload
+        frame = short + struct.pack("<II", 0x184D2A50, pad) + bytes(pad)
+        data[start : start + n] = frame
+        index[1]["checksum"] = checksum(frame)
+        data[at : at + index_len] = index.tobytes()
+        meta_crc = checksum(bytes(data[data_end : at + index_len]))
+        data[-FOOTER.size :] = FOOTER.pack(data_end, header_len, index_len, meta_crc, *rest)
+        self._replace(store, "a", data)
+        with pytest.raises(
+            CorruptObjectError,
+            match=r"'root/prefix/a'.*chunk 1 does not decode: decodes to 200 bytes, expected 400",
+        ):
+            store.load("a")
+        with pytest.raises(CorruptObjectError, match="chunk 1 decodes to 200 bytes, expected 400"):
+            store["a"][120]
+
     def test_foreign_object(self, store):
         store.backend.write(store.prefix + "foreign", [b"just some bytes, not ccstore" * 10])
         with pytest.raises(CorruptObjectError, match="not a ccstore object"):
