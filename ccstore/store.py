@@ -380,7 +380,7 @@ class Store(MutableMapping[str, Any]):
             raise ValueError(f"chunks= applies to arrays; {key!r} is stored as {kind}")
         _check_metadata(key, metadata)
         encoded = kinds.encode(value, full, allow_pickle=self.options.allow_pickle)
-        codecs = resolve(self.options.compression if compression is _UNSET else compression)
+        compression = self.options.compression if compression is _UNSET else compression
         parts = [
             ArrayPart(
                 name,
@@ -388,7 +388,7 @@ class Store(MutableMapping[str, Any]):
                 normalize_chunks(
                     chunks, array.shape, array.dtype.itemsize, self.options.chunk_bytes
                 ),
-                codecs,
+                resolve(compression, array.dtype),
                 "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C",
             )
             for name, array in encoded.arrays.items()

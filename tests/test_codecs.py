@@ -1,4 +1,4 @@
-"""The codec pipeline: decoding straight into a caller's buffer."""
+"""The codec pipeline: named presets, and decoding straight into a caller's buffer."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import ccstore
 from ccstore.codecs import _zstd_content_size, can_decode_into, decode, decode_into, encode
+from ccstore.format import read_layout
 
 DIRECT = [
     numcodecs.Zstd(1),
@@ -71,6 +72,29 @@ def test_can_decode_into_only_when_the_last_decoding_step_can():
     assert not can_decode_into(())
     assert not can_decode_into((numcodecs.Zlib(1),))
     assert not can_decode_into((numcodecs.Delta("<f4"), numcodecs.Zstd(1)))
+
+
+def _stored_shuffle(store, key):
+    layout = read_layout(store.backend, store.prefix + key)
+    return {name: a.codec_configs[0]["shuffle"] for name, a in layout.arrays.items()}
+
+
+def test_blosc_preset_bit_shuffles_numbers_and_leaves_bytes_alone():
+    store = ccstore.open("memory://blosc-preset", compression="blosc")
+    numbers = _chunk(100_000)
+    store["numbers"] = numbers
+    store["text"] = "a line of text\n" * 1000
+    store["records"] = np.zeros(10, dtype=[("a", "<i4"), ("b", "<f8")])
+    store["flags"] = np.ones(10, dtype=bool)
+    assert _stored_shuffle(store, "numbers") == {"data": numcodecs.Blosc.BITSHUFFLE}
+    assert set(_stored_shuffle(store, "text").values()) == {numcodecs.Blosc.NOSHUFFLE}
+    assert _stored_shuffle(store, "records") == {"data": numcodecs.Blosc.NOSHUFFLE}
+    assert _stored_shuffle(store, "flags") == {"data": numcodecs.Blosc.NOSHUFFLE}
+    assert store.load("numbers").tobytes() == numbers.tobytes()
+    assert store["text"] == "a line of text\n" * 1000
+    # bit planes of numbers compress better than the plain zstd preset
+    store.put("plain", numbers, compression="zstd")
+    assert store.info("numbers").size < 0.9 * store.info("plain").size
 
 
 @pytest.mark.parametrize("compression", ["zstd", "blosc", "lz4"])
