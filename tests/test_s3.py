@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import pickle
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -237,6 +239,24 @@ def test_part_size_below_s3_minimum_refused():
         S3Backend("b", part_size=1 << 20)
 
 
+@contextlib.contextmanager
+def _header_of_puts(proxy, name: str) -> Iterator[list[str]]:
+    """Record header ``name`` ("" when absent) of every PUT through ``proxy`` in the block."""
+    seen: list[str] = []
+
+    def record(request) -> bool:
+        if request.method == "PUT":
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            seen.append(headers.get(name, ""))
+        return False
+
+    proxy.fail_next(1, match=record)  # never matches: only records
+    try:
+        yield seen
+    finally:
+        proxy.clear_faults()
+
+
 class TestThroughFaultProxy:
     """Real server behind tests/faultproxy.py: retries, aborts and bytes on the wire."""
 
@@ -279,17 +299,8 @@ class TestThroughFaultProxy:
     @pytest.mark.parametrize("option", [None, False])
     def test_payload_signing_reaches_the_wire(self, proxied, option):
         proxy, backend, direct = proxied
-        seen: list[str] = []
-
-        def record(request) -> bool:
-            if request.method == "PUT":
-                headers = {k.lower(): v for k, v in request.headers.items()}
-                seen.append(headers.get("x-amz-content-sha256", ""))
-            return False
-
-        proxy.fail_next(1, match=record)  # never matches: only records
-        backend(payload_signing=option).write("signed", [b"body"])
-        proxy.clear_faults()
+        with _header_of_puts(proxy, "x-amz-content-sha256") as seen:
+            backend(payload_signing=option).write("signed", [b"body"])
         expected = hashlib.sha256(b"body").hexdigest() if option is None else "UNSIGNED-PAYLOAD"
         assert seen == [expected]
         assert direct.read("signed") == b"body"
@@ -312,19 +323,10 @@ class TestThroughFaultProxy:
     def test_uploads_do_not_wait_for_100_continue(self, proxied):
         # botocore asks for "Expect: 100-continue" on file-like bodies: a round trip per put
         proxy, backend, direct = proxied
-        expects: list[str] = []
-
-        def record(request) -> bool:
-            if request.method == "PUT":
-                headers = {k.lower(): v for k, v in request.headers.items()}
-                expects.append(headers.get("expect", ""))
-            return False
-
-        proxy.fail_next(1, match=record)  # never matches: only records
         s3 = backend(part_size=5 << 20)
-        s3.write("small", [b"x" * 1000])
-        s3.write("large", [bytes(6 << 20)])  # two parts: a full one and the rest
-        proxy.clear_faults()
+        with _header_of_puts(proxy, "expect") as expects:
+            s3.write("small", [b"x" * 1000])
+            s3.write("large", [bytes(6 << 20)])  # two parts: a full one and the rest
         assert expects == ["", "", ""]
         assert direct.read("small") == b"x" * 1000 and direct.read("large") == bytes(6 << 20)
 

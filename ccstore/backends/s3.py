@@ -8,6 +8,7 @@ paginates; deletes batch; copies use boto3's managed (multipart, > 5 GB capable)
 
 from __future__ import annotations
 
+import functools
 import http.client
 import itertools
 import os
@@ -142,7 +143,6 @@ class S3Backend(Backend):
         self._local = threading.local()
         self._lock = threading.Lock()
         self._client_instance: Any = None
-        self._presigned: PresignedGets | bool | None = False  # False: not built yet
         self._pool: ThreadPoolExecutor | None = None
         if create_bucket:
             self.create_bucket()
@@ -295,7 +295,7 @@ class S3Backend(Backend):
         """GetObject's response (Body, ContentLength): through a presigned URL where
         ``presigned_reads`` allows and it can answer, else through the client."""
         if self._config["presigned_reads"]:
-            gets = self._presigned_gets()
+            gets = self._presigned_gets
             response = gets.get(key, range_header) if gets is not None else None
             if response is not None:
                 return response
@@ -304,13 +304,10 @@ class S3Backend(Backend):
             kwargs["Range"] = range_header
         return self._client.get_object(**kwargs)
 
+    @functools.cached_property
     def _presigned_gets(self) -> PresignedGets | None:
-        if self._presigned is False:
-            client = self._client  # takes the lock itself
-            with self._lock:
-                if self._presigned is False:
-                    self._presigned = PresignedGets.for_client(client, self.bucket)
-        return self._presigned  # type: ignore[return-value]
+        # Two threads racing here at most build a second (cheap, empty) URL cache.
+        return PresignedGets.for_client(self._client, self.bucket)
 
     # -- the protocol -----------------------------------------------------------------------
 
