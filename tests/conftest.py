@@ -12,12 +12,14 @@ import json
 import os
 import uuid
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
 import ccstore
 from ccstore.backends.local import LocalBackend
 from ccstore.backends.memory import MemoryBackend
+from ccstore.format import FOOTER, INDEX_ENTRY, checksum
 
 settings.register_profile(
     "ci",
@@ -194,3 +196,25 @@ def pytest_sessionfinish(session, exitstatus):
     if exitstatus == 5:
         print("\nccstore: no tests were collected; failing the run on purpose")
         session.exitstatus = 1
+
+
+def stored_index(data: bytes | bytearray) -> np.ndarray:
+    """The chunk index (offset, nbytes, checksum of every chunk) of a stored object's bytes."""
+    data_end, header_len, index_len, *_ = FOOTER.unpack(data[-FOOTER.size :])
+    start = data_end + header_len
+    return np.frombuffer(bytes(data[start : start + index_len]), INDEX_ENTRY).copy()
+
+
+def fix_checksums(data: bytearray) -> None:
+    """Recompute every CRC (chunks, header and index) of edited stored bytes, as anyone who
+    edits them can: what is left to notice the edit is what CRCs cannot check."""
+    data_end, header_len, index_len, _, version, flags, magic = FOOTER.unpack(data[-FOOTER.size :])
+    index = stored_index(data)
+    for entry in index:
+        start, n = int(entry["offset"]), int(entry["nbytes"])
+        entry["checksum"] = checksum(bytes(data[start : start + n]))
+    data[data_end + header_len : data_end + header_len + index_len] = index.tobytes()
+    meta_crc = checksum(bytes(data[data_end : data_end + header_len + index_len]))
+    data[-FOOTER.size :] = FOOTER.pack(
+        data_end, header_len, index_len, meta_crc, version, flags, magic
+    )

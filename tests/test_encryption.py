@@ -9,6 +9,7 @@ import pickle
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import fix_checksums
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -23,7 +24,7 @@ from ccstore import (
     PassphraseKey,
 )
 from ccstore.backends.memory import MemoryBackend
-from ccstore.format import FOOTER, INDEX_ENTRY, checksum
+from ccstore.format import FOOTER, INDEX_ENTRY
 
 _names = itertools.count()
 FAST_SCRYPT = {"n": 1 << 12, "r": 8, "p": 1}  # tests only: real keys use the defaults
@@ -276,22 +277,6 @@ class TestErrors:
             ccstore.ZarrStore("memory://zarr-enc", encryption=key)
 
 
-def _fix_checksums(data: bytearray) -> None:
-    """Recompute every CRC so that only the cryptography can notice a change: an attacker
-    who edits stored bytes can always fix unkeyed checksums."""
-    data_end, header_len, index_len, _, version, flags, magic = FOOTER.unpack(data[-FOOTER.size :])
-    meta = data[data_end : data_end + header_len + index_len]
-    index = np.frombuffer(bytes(meta[header_len:]), INDEX_ENTRY).copy()
-    for entry in index:
-        start, n = int(entry["offset"]), int(entry["nbytes"])
-        entry["checksum"] = checksum(bytes(data[start : start + n]))
-    data[data_end + header_len : data_end + header_len + index_len] = index.tobytes()
-    meta_crc = checksum(bytes(data[data_end : data_end + header_len + index_len]))
-    data[-FOOTER.size :] = FOOTER.pack(
-        data_end, header_len, index_len, meta_crc, version, flags, magic
-    )
-
-
 class TestTampering:
     def _store(self):
         backend = MemoryBackend(f"tamper-{next(_names)}")
@@ -309,7 +294,7 @@ class TestTampering:
         offset = int(position * len(data))
         data[offset] ^= 1 << bit
         if fix and offset < len(data) - FOOTER.size:
-            _fix_checksums(data)
+            fix_checksums(data)
         assume(data != pristine)  # a flipped checksum that fixing restored is no change
         replace(store, "a", data)
         with pytest.raises((CorruptObjectError, DecryptionError), match="'a'"):
@@ -331,7 +316,7 @@ class TestTampering:
             data = bytearray(pristine)
             data[offset] ^= 1 << bit
             if offset < len(data) - FOOTER.size:
-                _fix_checksums(data)
+                fix_checksums(data)
             if data == pristine:
                 continue  # a flipped checksum that fixing restored
             replace(store, "a", data)
@@ -366,7 +351,7 @@ class TestTampering:
             for offset in offsets:
                 data = bytearray(pristine)
                 data[offset] ^= 0x20
-                _fix_checksums(data)
+                fix_checksums(data)
                 assert data != pristine
                 replace(store, "a", data)
                 with pytest.raises((CorruptObjectError, DecryptionError)):
@@ -379,7 +364,7 @@ class TestTampering:
         (o0, n0), (o1, n1) = [(int(e["offset"]), int(e["nbytes"])) for e in index[:2]]
         assert n0 == n1
         data[o0 : o0 + n0], data[o1 : o1 + n1] = data[o1 : o1 + n1], data[o0 : o0 + n0]
-        _fix_checksums(data)
+        fix_checksums(data)
         replace(store, "a", data)
         with pytest.raises(DecryptionError, match="chunk 0 of 'data' fails authentication"):
             store.load("a")
@@ -391,7 +376,7 @@ class TestTampering:
         entry = store._raw_layout("a").index[3]
         start, end = int(entry["offset"]), int(entry["offset"] + entry["nbytes"])
         data[start:end] = donor[start:end]
-        _fix_checksums(data)
+        fix_checksums(data)
         replace(store, "a", data)
         with pytest.raises(DecryptionError, match="chunk 3 of 'data'"):
             store.load("a")

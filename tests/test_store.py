@@ -10,6 +10,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import fix_checksums, stored_index
 
 import ccstore
 from ccstore import (
@@ -506,15 +507,11 @@ class TestCorruption:
     @pytest.mark.parametrize("dtype", [b'",i4"', b'"(i4"', b'"<x4"'])
     def test_malformed_dtype_with_valid_checksum(self, store, dtype):
         # numpy's dtype parser raises SyntaxError, IndexError and more on such strings
-        from ccstore.format import FOOTER, checksum
-
         store.put("a", np.arange(50, dtype="<i4"), chunks=10)
         data = self._stored(store, "a")
         at = data.index(b'"<i4"')
         data[at : at + 5] = dtype
-        data_end, header_len, index_len, _, *rest = FOOTER.unpack(data[-FOOTER.size :])
-        meta_crc = checksum(bytes(data[data_end : data_end + header_len + index_len]))
-        data[-FOOTER.size :] = FOOTER.pack(data_end, header_len, index_len, meta_crc, *rest)
+        fix_checksums(data)
         self._replace(store, "a", data)
         with pytest.raises(CorruptObjectError, match=r"'root/prefix/a'.*unreadable header"):
             store.load("a")
@@ -526,23 +523,15 @@ class TestCorruption:
 
         import numcodecs
 
-        from ccstore.format import FOOTER, INDEX_ENTRY, checksum
-
         a = np.random.default_rng(0).integers(0, 2**31, 400).astype("<i4")  # incompressible
         store.put("a", a, chunks=100, compression="zstd")
         data = self._stored(store, "a")
-        data_end, header_len, index_len, _, *rest = FOOTER.unpack(data[-FOOTER.size :])
-        at = data_end + header_len
-        index = np.frombuffer(bytes(data[at : at + index_len]), INDEX_ENTRY).copy()
-        start, n = int(index[1]["offset"]), int(index[1]["nbytes"])
+        entry = stored_index(data)[1]
+        start, n = int(entry["offset"]), int(entry["nbytes"])
         short = numcodecs.Zstd(1).encode(np.zeros(50, "<i4"))
         pad = n - len(short) - 8  # a skippable frame: magic, payload size, payload
-        frame = short + struct.pack("<II", 0x184D2A50, pad) + bytes(pad)
-        data[start : start + n] = frame
-        index[1]["checksum"] = checksum(frame)
-        data[at : at + index_len] = index.tobytes()
-        meta_crc = checksum(bytes(data[data_end : at + index_len]))
-        data[-FOOTER.size :] = FOOTER.pack(data_end, header_len, index_len, meta_crc, *rest)
+        data[start : start + n] = short + struct.pack("<II", 0x184D2A50, pad) + bytes(pad)
+        fix_checksums(data)
         self._replace(store, "a", data)
         with pytest.raises(
             CorruptObjectError,
