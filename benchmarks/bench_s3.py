@@ -1,7 +1,11 @@
-"""ccstore vs cottoncandy 0.4.0, s3fs + numpy, obstore and plain boto3 on one S3 server.
+"""ccstore vs cottoncandy 0.4.0, s3fs + numpy, obstore, plain boto3 and zarr on one S3 server.
 
 Same server, same run: a large float32 array (default 1 GiB) up and down, a row, a column and
 100 random elements of it, many small 4 KiB arrays put and get, and a listing of their keys.
+zarr runs twice, as ``FsspecStore`` over s3fs and ``ObjectStore`` over obstore, storing the
+large array as ccstore does (ccstore's chunk shape, uncompressed); a zarr array is no store of
+small objects, so the zarr peers run the large-array workloads only (a library runs the
+workloads s3_peers has a function for).
 Every measurement runs in a fresh process (peers with conflicting pins in their own virtualenv,
 see envs.py) behind a counting proxy, so requests and bytes on the wire are measured, not
 estimated. The machine's physical references (loopback TCP, memcpy, first-touch fill) are
@@ -36,6 +40,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
 import envs  # noqa: E402
+import s3_peers  # noqa: E402
 from harness import median_of, physical_references, table  # noqa: E402
 from report import write_section  # noqa: E402
 from s3_peers import LIBRARIES, POINTS, expected_digests  # noqa: E402
@@ -46,7 +51,13 @@ ENV_OF = {
     "s3fs": "peers",
     "obstore": "peers",
     "boto3": "peers",
+    "zarr_fsspec": "peers",
+    "zarr_obstore": "peers",
 }
+NAMES = {"zarr_fsspec": "zarr + FsspecStore", "zarr_obstore": "zarr + ObjectStore"}
+ZARR_NOTE = (
+    "zarr: the large array only, one object per chunk of ccstore's chunk shape, uncompressed. "
+)
 
 
 def start_server(name: str):
@@ -165,6 +176,8 @@ def run(proxy, direct: str, bucket: str, libraries: list[str], args) -> list[dic
             ("small get", "small_get", small, 1, False),
             ("list", "list", small, args.runs, False),  # lists what small put wrote
         ):
+            if not hasattr(s3_peers, f"{library}_{op}"):
+                continue
             operation = f"s3_peers:{library}_{op}"
             if proxy is None:
                 result = median_of(runs, operation, python, endpoint=direct, **params)
@@ -219,6 +232,7 @@ def report(rows: list[dict], server: str, args, references: dict[str, float]) ->
             best[r["workload"]] = r["seconds"]
     lines = []
     for r in rows:
+        ratio = r["seconds"] / best[r["workload"]] if r["workload"] in best else math.nan
         if r["workload"] in ("upload", "download"):
             rate = f"{r['nbytes'] / r['seconds'] / 2**20:,.0f} MiB/s"
         elif r["workload"] in ("row", "column", "points"):
@@ -231,9 +245,9 @@ def report(rows: list[dict], server: str, args, references: dict[str, float]) ->
         lines.append(
             [
                 r["workload"],
-                r["library"],
+                NAMES.get(r["library"], r["library"]),
                 rate,
-                f"{r['seconds'] / best[r['workload']]:.2f}x",
+                "—" if math.isnan(ratio) else f"{ratio:.2f}x",
                 f"{r['rss'] / 2**20:,.0f}",
                 "—" if math.isnan(per) else f"{per:,.1f}",
                 "—" if math.isnan(r["bytes"]) else f"{r['bytes'] / 2**20:,.2f}",
@@ -256,13 +270,14 @@ def report(rows: list[dict], server: str, args, references: dict[str, float]) ->
             "Requests and bytes counted by a proxy on 127.0.0.1 (large transfers timed "
             "without it, as it would cap them)."
         )
+    zarr_note = ZARR_NOTE if any(r["library"].startswith("zarr") for r in rows) else ""
     text = (
         f"Server: {server}. {how} Large array: {args.mib} MiB "
         f"float32; small: {args.small} x 4 KiB arrays, one at a time; row, column: one row, "
         f"one column of the large array; points: {POINTS} random elements of it (seeded, the "
-        f"same for every library); list: the keys of the small objects. Time ratio = library "
-        f"time / ccstore time (> 1: ccstore faster); median of {args.runs} fresh-process runs "
-        f"for the large array and the listing, 1 for small puts and gets. "
+        f"same for every library); list: the keys of the small objects. {zarr_note}Time "
+        f"ratio = library time / ccstore time (> 1: ccstore faster); median of {args.runs} "
+        f"fresh-process runs for the large array and the listing, 1 for small puts and gets. "
         f"{reference_text(references, args.reference_mib)}\n\n"
         + table(
             [
@@ -286,7 +301,8 @@ def report(rows: list[dict], server: str, args, references: dict[str, float]) ->
         if args.bandwidth_mbps:
             name += f"_{args.bandwidth_mbps:g}mbps"
         plot(rows, HERE.parent / "docs" / "img" / f"{name}.png")
-        title = "S3: ccstore vs cottoncandy, s3fs, obstore, boto3"
+        peers = [NAMES.get(lib, lib) for lib in dict.fromkeys(r["library"] for r in rows)]
+        title = "S3: ccstore vs " + ", ".join(lib for lib in peers if lib != "ccstore")
         if args.latency_ms:
             title += f", {args.latency_ms:g} ms added per request"
         if args.bandwidth_mbps:
@@ -307,21 +323,18 @@ def plot(rows: list[dict], path: Path) -> None:
 
     workloads = ["upload", "download", "small put", "small get", "list"]
     units = {"upload": "MiB/s", "download": "MiB/s", "list": "keys/s"}
-    libraries = list(dict.fromkeys(r["library"] for r in rows))
     fig, axes = plt.subplots(1, len(workloads), figsize=(4 * len(workloads), 3.2))
     for ax, workload in zip(axes, workloads):
-        values = []
-        for library in libraries:
-            r = next(r for r in rows if r["library"] == library and r["workload"] == workload)
-            values.append(
+        ran = [r for r in rows if r["workload"] == workload]  # zarr has no small objects
+        ax.bar(
+            [NAMES.get(r["library"], r["library"]) for r in ran],
+            [
                 r["nbytes"] / r["seconds"] / 2**20
                 if workload in ("upload", "download")
                 else r["count"] / r["seconds"]
-            )
-        ax.bar(
-            libraries,
-            values,
-            color=["#d62728" if lib == "ccstore" else "#7f7f7f" for lib in libraries],
+                for r in ran
+            ],
+            color=["#d62728" if r["library"] == "ccstore" else "#7f7f7f" for r in ran],
         )
         ax.set_title(workload)
         ax.set_ylabel(units.get(workload, "objects/s"))

@@ -27,7 +27,6 @@ LAYOUTS = {"unsharded": None, "sharded": (8192, 8192)}
 
 
 def _store(kind: str, endpoint: str, bucket: str, path: str, read_only: bool):
-    access, secret = os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
     if kind == "ccstore":
         import ccstore
 
@@ -39,28 +38,9 @@ def _store(kind: str, endpoint: str, bucket: str, path: str, read_only: bool):
             concurrency=16,
             payload_signing=False,
         )
-    if kind == "fsspec":
-        from s3_peers import S3FS_CONFIG
-        from zarr.storage import FsspecStore
+    from s3_peers import zarr_store  # the stores bench_s3's zarr peers use
 
-        return FsspecStore.from_url(
-            f"s3://{bucket}/{path}",
-            read_only=read_only,
-            storage_options={
-                "key": access,
-                "secret": secret,
-                "endpoint_url": endpoint,
-                "client_kwargs": {"region_name": REGION},
-                "config_kwargs": S3FS_CONFIG,
-            },
-        )
-    from s3_peers import _obstore
-    from zarr.storage import ObjectStore
-
-    return ObjectStore(
-        _obstore(endpoint, bucket, prefix=path),
-        read_only=read_only,
-    )
+    return zarr_store(kind, endpoint, bucket, path, read_only)
 
 
 def write(kind: str, endpoint: str, bucket: str, path: str, mib: int, shards: list | None):

@@ -10,13 +10,18 @@ run that counts requests passes ``warm=False``.
 
 Reads of part of the large array (row, column, points) return ``digest`` of the values read,
 which bench_s3 checks against ``expected_digests``. Byte-range peers read the unchunked stored
-object: .npy for s3fs (header first), raw C-order bytes for obstore and boto3.
+object: .npy for s3fs (header first), raw C-order bytes for obstore and boto3. The zarr peers
+(zarr 3 through ``FsspecStore`` over s3fs and ``ObjectStore`` over obstore) store the large
+array chunked as ccstore does — ccstore's chunk shape, uncompressed — one object per chunk,
+and read whole chunks; they have no small-object or listing functions (bench_s3 runs only the
+workloads a library has a function for).
 
 Request bodies are not hashed into signatures (``UNSIGNED-PAYLOAD``) for any library that can
-be told so — ccstore, s3fs, obstore, boto3: the benchmark link is loopback http, and on the
-https endpoints of real use none of them needs the hash (TLS protects the body), so timing it
-here would measure a cost users do not pay. cottoncandy runs as its users run it. Credentials come
-from the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) in every process.
+be told so — ccstore, s3fs, obstore, boto3, and zarr through the same s3fs and obstore clients:
+the benchmark link is loopback http, and on the https endpoints of real use none of them needs
+the hash (TLS protects the body), so timing it here would measure a cost users do not pay.
+cottoncandy runs as its users run it. Credentials come from the environment
+(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) in every process.
 """
 
 from __future__ import annotations
@@ -249,7 +254,9 @@ S3FS_CONFIG = {
 }
 
 
-def _s3fs(endpoint: str):
+def _s3fs(endpoint: str, max_concurrency: int = CONCURRENCY, asynchronous: bool = False):
+    """An s3fs filesystem, its client built (no request); ``asynchronous`` for zarr's
+    FsspecStore, whose event loop then runs the client (so it is built there)."""
     import s3fs
 
     access, secret = _keys()
@@ -259,9 +266,15 @@ def _s3fs(endpoint: str):
         endpoint_url=endpoint,
         client_kwargs={"region_name": REGION},
         config_kwargs=S3FS_CONFIG,
-        max_concurrency=CONCURRENCY,
+        max_concurrency=max_concurrency,
+        asynchronous=asynchronous,
     )
-    fs.connect()  # builds the aiobotocore client; no request
+    if asynchronous:
+        from zarr.core.sync import sync
+
+        sync(fs.set_session())
+    else:
+        fs.connect()
     return fs
 
 
@@ -619,4 +632,144 @@ def boto3_list(endpoint: str, bucket: str, prefix: str, count: int):
     return seconds, {"keys": len(keys)}
 
 
-LIBRARIES = ("ccstore", "cottoncandy", "s3fs", "obstore", "boto3")
+# -- zarr 3: FsspecStore over s3fs, ObjectStore over obstore -------------------------------
+
+
+def zarr_store(
+    kind: str,
+    endpoint: str,
+    bucket: str,
+    path: str,
+    read_only: bool = False,
+    s3fs_concurrency: int = CONCURRENCY,
+):
+    """A zarr store at ``bucket/path``: ``FsspecStore`` over ``_s3fs`` (``kind="fsspec"``) or
+    ``ObjectStore`` over ``_obstore`` (``"obstore"``), clients built (bench_zarr uses these).
+
+    ``s3fs_concurrency`` is s3fs's ``max_concurrency``, the parts of one object in flight:
+    above 1, s3fs asks an object's size before every whole-object GET, to split objects over
+    50 MiB (zarr fetches many objects concurrently itself)."""
+    if kind == "fsspec":
+        from zarr.storage import FsspecStore
+
+        fs = _s3fs(endpoint, max_concurrency=s3fs_concurrency, asynchronous=True)
+        return FsspecStore(fs, path=f"{bucket}/{path}", read_only=read_only)
+    from zarr.storage import ObjectStore
+
+    return ObjectStore(_obstore(endpoint, bucket, prefix=path), read_only=read_only)
+
+
+# Chunks zarr moves at a time (its ``async.concurrency``, default 10). Tried on moto with 20 ms
+# added, 128 MiB, 3 runs each of 8, 10, 16, 32: 16 downloaded in ~0.9x the time of 8 or 10 with
+# both stores, uploads were level within the spread, 32 was no faster.
+ZARR_CONCURRENCY = 2 * CONCURRENCY
+
+
+def _zarr(kind: str, endpoint: str, bucket: str, key: str, read_only: bool = True):
+    """The store of the large array (at ``key``); one GET per chunk with s3fs (ccstore's
+    chunks are 4 MiB)."""
+    import zarr
+
+    zarr.config.set({"async.concurrency": ZARR_CONCURRENCY})
+    return zarr_store(kind, endpoint, bucket, key, read_only, s3fs_concurrency=1)
+
+
+def _zarr_warm_up(store) -> None:
+    from zarr.core.sync import sync
+
+    sync(store.exists("warm-up"))
+
+
+def _zarr_array(store, shape: tuple[int, ...]):
+    """The large array's zarr array, as ccstore stores it: ccstore's automatic chunk shape,
+    uncompressed. A previous run's array of that shape is reused, its chunks to be
+    overwritten: replacing it (``overwrite=True``) would delete every chunk first, and
+    ObjectStore deletes them one request at a time."""
+    import zarr
+
+    from ccstore.chunking import auto_chunks
+
+    chunks = auto_chunks(shape, 4)  # as ccstore_upload's ``store[key] = array`` chooses
+    try:
+        array = zarr.open_array(store, mode="r+", zarr_format=3)
+        if array.shape == shape and array.chunks == chunks:
+            return array
+    except FileNotFoundError:
+        pass
+    return zarr.create_array(
+        store, shape=shape, chunks=chunks, dtype="float32", compressors=None, overwrite=True
+    )
+
+
+def _zarr_upload(kind: str, endpoint: str, bucket: str, key: str, nbytes: int):
+    """``array[...] = values``: zarr puts every chunk as an object, ``ZARR_CONCURRENCY`` at once.
+    The array's metadata is written (or read) before the timer, so the upload needs no
+    warm-up request: that one opened a connection (and is counted, ``warm`` or not)."""
+    values = _array(nbytes)
+    array = _zarr_array(_zarr(kind, endpoint, bucket, key, read_only=False), values.shape)
+    return _timed(lambda: array.__setitem__(Ellipsis, values))[0], {}
+
+
+def _zarr_download(kind: str, endpoint: str, bucket: str, key: str, nbytes: int, warm: bool):
+    import zarr
+
+    store = _zarr(kind, endpoint, bucket, key)
+    if warm:
+        _zarr_warm_up(store)
+    seconds, values = _timed(lambda: zarr.open_array(store, mode="r", zarr_format=3)[...])
+    assert values.nbytes == _stored_nbytes(nbytes)
+    return seconds, {}
+
+
+def _zarr_read(kind: str, endpoint: str, bucket: str, key: str, select):
+    """Open the array (its metadata: one GET) and read ``select(array)``, whole chunks."""
+    import zarr
+
+    store = _zarr(kind, endpoint, bucket, key)
+    seconds, values = _timed(lambda: select(zarr.open_array(store, mode="r", zarr_format=3)))
+    return seconds, _read(values)
+
+
+def zarr_fsspec_upload(endpoint: str, bucket: str, key: str, nbytes: int, warm: bool = True):
+    return _zarr_upload("fsspec", endpoint, bucket, key, nbytes)
+
+
+def zarr_fsspec_download(endpoint: str, bucket: str, key: str, nbytes: int, warm: bool = True):
+    return _zarr_download("fsspec", endpoint, bucket, key, nbytes, warm)
+
+
+def zarr_fsspec_row(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int]):
+    return _zarr_read("fsspec", endpoint, bucket, key, lambda a: a[shape[0] // 3])
+
+
+def zarr_fsspec_column(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int]):
+    return _zarr_read("fsspec", endpoint, bucket, key, lambda a: a[:, shape[1] // 3])
+
+
+def zarr_fsspec_points(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int]):
+    points = _points(shape)
+    return _zarr_read("fsspec", endpoint, bucket, key, lambda a: a.vindex[points])
+
+
+def zarr_obstore_upload(endpoint: str, bucket: str, key: str, nbytes: int, warm: bool = True):
+    return _zarr_upload("obstore", endpoint, bucket, key, nbytes)
+
+
+def zarr_obstore_download(endpoint: str, bucket: str, key: str, nbytes: int, warm: bool = True):
+    return _zarr_download("obstore", endpoint, bucket, key, nbytes, warm)
+
+
+def zarr_obstore_row(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int]):
+    return _zarr_read("obstore", endpoint, bucket, key, lambda a: a[shape[0] // 3])
+
+
+def zarr_obstore_column(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int]):
+    return _zarr_read("obstore", endpoint, bucket, key, lambda a: a[:, shape[1] // 3])
+
+
+def zarr_obstore_points(endpoint: str, bucket: str, key: str, nbytes: int, shape: list[int]):
+    points = _points(shape)
+    return _zarr_read("obstore", endpoint, bucket, key, lambda a: a.vindex[points])
+
+
+LIBRARIES = ("ccstore", "cottoncandy", "s3fs", "obstore", "boto3", "zarr_fsspec", "zarr_obstore")
