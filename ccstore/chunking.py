@@ -8,7 +8,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["DEFAULT_CHUNK_BYTES", "ChunkGrid", "auto_chunks", "normalize_chunks", "region_runs"]
+__all__ = [
+    "DEFAULT_CHUNK_BYTES",
+    "ChunkGrid",
+    "auto_chunks",
+    "normalize_chunks",
+    "region_blocks",
+    "region_runs",
+]
 
 DEFAULT_CHUNK_BYTES = 4 << 20
 
@@ -98,3 +105,22 @@ def region_runs(
         offsets = np.arange(bounds[axis].start, bounds[axis].stop, dtype=np.int64) * strides[axis]
         starts = (offsets[:, None] + starts[None, :]).reshape(-1)
     return [flat[s : s + length] for s in starts.tolist()]
+
+
+def region_blocks(array: np.ndarray, region: tuple[slice, ...], order: str) -> list[np.ndarray]:
+    """The bytes of ``array[region]`` in memory ``order``, as 2-d uint8 views into ``array``
+    whose rows are contiguous runs: a chunk's raw bytes in as few strided blocks as the
+    region allows (one for a 2-d array, where region_runs gives a run per row). ``array`` is
+    contiguous in ``order``."""
+    block, full = array[(*region, Ellipsis)], array.shape  # 0-d stays a view
+    if order == "F":
+        block, full = block.T, full[::-1]  # the transpose of an F-ordered array is C-ordered
+    if block.ndim == 0:
+        block, full = block.reshape(1), (1,)
+    k = block.ndim - 1
+    while k > 0 and block.shape[k] == full[k]:
+        k -= 1  # axes the region spans whole fold into one longer run
+    rows = block.reshape(*block.shape[:k], -1).view(np.uint8)
+    if rows.ndim == 1:
+        return [rows.reshape(1, -1)]
+    return [rows[index] for index in np.ndindex(*rows.shape[:-2])]

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from .errors import CorruptObjectError, DecryptionError, EncryptedObjectError
+from .transfer import ThreadScratch
 
 __all__ = [
     "ALGORITHM",
@@ -331,7 +332,7 @@ class ObjectCipher:
     def open(self, index: int, data: memoryview) -> memoryview:
         """The plaintext of chunk ``index``, in a per-thread buffer valid until this thread's
         next ``open``; raises InvalidTag if the chunk is not what was sealed there."""
-        out = _plaintext_buffer(max(len(data) - TAG_BYTES, 0))
+        out = _PLAINTEXT.get(max(len(data) - TAG_BYTES, 0))
         self.open_into(index, data, [out])
         return out
 
@@ -354,14 +355,7 @@ class ObjectCipher:
         decryptor.finalize()
 
 
-_local = threading.local()
-
-
-def _plaintext_buffer(nbytes: int) -> memoryview:
-    buffer = getattr(_local, "buffer", None)
-    if buffer is None or len(buffer) < nbytes:
-        buffer = _local.buffer = bytearray(nbytes)
-    return memoryview(buffer)[:nbytes]
+_PLAINTEXT = ThreadScratch()
 
 
 def header_digest(header: dict[str, Any]) -> bytes:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import threading
+import bisect
+
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
 
-from .backends.base import Backend, RangeByteRequest
-from .chunking import region_runs
+from .backends.base import Backend, RangeByteRequest, scatter
+from .chunking import region_blocks, region_runs
 from .codecs import can_decode_into
 from .errors import CorruptObjectError
 from .format import (
@@ -24,7 +25,7 @@ from .format import (
     verify_chunk,
 )
 from .options import StoreOptions
-from .transfer import Progress, ProgressOption, Span, coalesce, run_all
+from .transfer import Progress, ProgressOption, Span, ThreadScratch, coalesce, run_all
 
 __all__ = ["IOContext", "read_array", "read_arrays", "read_chunks", "verify_object"]
 
@@ -105,7 +106,7 @@ def _fetch_stored(
     spans = coalesce(wanted, options.coalesce_gap, options.max_request_bytes)
 
     def fetch(span: Span) -> None:
-        view = _scratch(span.end - span.start)
+        view = _SPANS.get(span.end - span.start)
         if ctx.backend.read_into(layout.key, span.start, view) != len(view):
             raise CorruptObjectError(layout.key, "object is shorter than its chunk index says")
         for cid, start, end in span.chunks:
@@ -114,19 +115,8 @@ def _fetch_stored(
     run_all(ctx.executor, fetch, spans)
 
 
-_local = threading.local()
-
-
-def _scratch(nbytes: int) -> memoryview:
-    """A per-thread buffer reused across requests.
-
-    Fresh buffers cost a page fault per 4 KiB on first touch, which halves read throughput;
-    a warm buffer does not. Sinks copy chunks out before the thread's next request.
-    """
-    buffer = getattr(_local, "buffer", None)
-    if buffer is None or len(buffer) < nbytes:
-        buffer = _local.buffer = bytearray(nbytes)
-    return memoryview(buffer)[:nbytes]
+# Stored chunks land here; sinks copy them out before the thread's next request.
+_SPANS = ThreadScratch()
 
 
 def read_array(
@@ -141,21 +131,25 @@ def read_array(
 
     runs = _max_runs(out, array) if out.size else 0
     with Progress(progress, out.nbytes, layout.key) as bar:
-        if array.codecs and runs == 1 and can_decode_into(array.codecs):
-            _chunks_into_place(ctx, layout, array, out, bar, _decode_into)
-        elif array.codecs or out.size == 0 or runs > _MAX_DIRECT_RUNS:
-            read_chunks(ctx, layout, array, range(grid.nchunks), place, bar)
-        elif layout.encrypted:
-            _chunks_into_place(ctx, layout, array, out, bar, decrypt_chunk_into)
-        else:
+        if out.size == 0:
+            pass
+        elif not array.codecs and not layout.encrypted:
+            # however many runs: backends fill small destinations from a small bounce buffer,
+            # so no chunk-sized scratch per thread is held
             _scatter_raw_chunks(ctx, layout, array, out, bar)
+        elif array.codecs and runs == 1 and can_decode_into(array.codecs):
+            _chunks_into_place(ctx, layout, array, out, bar, _decode_into)
+        elif array.codecs or runs > _MAX_DECRYPT_RUNS:
+            read_chunks(ctx, layout, array, range(grid.nchunks), place, bar)
+        else:
+            _chunks_into_place(ctx, layout, array, out, bar, decrypt_chunk_into)
     return out
 
 
-# Reading or decrypting straight into the result costs a few microseconds of Python per
-# contiguous run of a chunk in it; past this many runs, one read into a warm scratch buffer
-# and one numpy copy into place are cheaper (a 4 MiB copy takes ~0.3 ms).
-_MAX_DIRECT_RUNS = 16
+# Decrypting straight into the result costs a few microseconds of Python per contiguous run
+# of a chunk in it; past this many runs, decrypting into a warm scratch buffer and one numpy
+# copy into place are cheaper (a 4 MiB copy takes ~0.3 ms).
+_MAX_DECRYPT_RUNS = 16
 
 
 def _max_runs(out: np.ndarray, array: ArrayLayout) -> int:
@@ -198,12 +192,11 @@ def _scatter_raw_chunks(
 ) -> None:
     """Read uncoded chunks straight into their place in ``out`` (one scatter read per span).
 
-    A raw chunk's bytes are its region of the array in the array's memory order, so each
-    contiguous run of that region in ``out`` can be a destination of the read itself: no
-    scratch buffer and no copy. The CRC is then checked over the runs in place.
+    A raw chunk's bytes are its region of the array in the array's memory order, so the
+    strided blocks of that region in ``out`` can be the destinations of the read itself: no
+    scratch buffer and no copy. CRCs are taken from the bytes as they are placed.
     """
     grid = array.grid
-    flat = memoryview(out.reshape(-1, order="A").view(np.uint8))
     chunks = []
     for cid in range(grid.nchunks):
         start, end = layout.chunk_range(array, cid)
@@ -213,33 +206,53 @@ def _scatter_raw_chunks(
     entries = layout.index[array.first_chunk : array.first_chunk + grid.nchunks]
 
     def fetch(span: Span) -> None:
-        buffers, owners, position = [], [], span.start
+        buffers, sizes, position = [], [], span.start
         for cid, start, end in span.chunks:
             if start > position:  # a gap merged into the span: read and drop
                 buffers.append(memoryview(bytearray(start - position)))
-            runs = region_runs(flat, out, grid.region(cid), array.order)
-            owners.append((cid, runs))
-            buffers.extend(runs)
+            blocks = region_blocks(out, grid.region(cid), array.order)
+            sizes.append(sum(block.nbytes for block in blocks))
+            buffers.extend(memoryview(block) for block in blocks)
             position = end
+        checksums = _SpanChecksums(span)
         cached = layout.cached(span.start, span.end)
         if cached is not None:
-            offset = 0
-            for buffer in buffers:
-                buffer[:] = cached[offset : offset + len(buffer)]
-                offset += len(buffer)
-        elif ctx.backend.read_scatter(layout.key, span.start, buffers) != span.end - span.start:
+            scatter(cached, buffers, checksums)
+        elif (
+            ctx.backend.read_scatter(layout.key, span.start, buffers, checksums)
+            != span.end - span.start
+        ):
             raise CorruptObjectError(layout.key, "object is shorter than its chunk index says")
-        for cid, runs in owners:
-            crc = 0
-            for run in runs:
-                crc = checksum(run, crc)
+        for (cid, _, _), crc, size in zip(span.chunks, checksums.crcs, sizes):
             if crc != entries[cid]["checksum"]:
                 raise CorruptObjectError(
                     layout.key, f"checksum mismatch in chunk {cid} of {array.name!r}"
                 )
-            bar.update(sum(len(run) for run in runs))
+            bar.update(size)
 
     run_all(ctx.executor, fetch, spans)
+
+
+class _SpanChecksums:
+    """The CRC of every chunk of a span, taken from the bytes as a read places them (an
+    ``Observer``): they are still in cache then, where checking them in place would read
+    the whole result from memory again."""
+
+    def __init__(self, span: Span) -> None:
+        self._starts = [start - span.start for _, start, _ in span.chunks]
+        self._ends = [end - span.start for _, _, end in span.chunks]
+        self.crcs = [0] * len(self._starts)
+
+    def __call__(self, offset: int, data: memoryview) -> None:
+        if offset == 0:  # the read started (over)
+            self.crcs = [0] * len(self._starts)
+        end = offset + len(data)
+        i = max(bisect.bisect_right(self._starts, offset) - 1, 0)
+        while i < len(self._starts) and self._starts[i] < end:
+            lo, hi = max(self._starts[i], offset), min(self._ends[i], end)
+            if lo < hi:
+                self.crcs[i] = checksum(data[lo - offset : hi - offset], self.crcs[i])
+            i += 1
 
 
 def read_arrays(

@@ -103,6 +103,33 @@ class BackendConformance:
         assert backend.read_scatter("m", 0, many) == 2000
         assert b"".join(bytes(m) for m in many) == bytes(range(250)) * 8
 
+    @pytest.mark.parametrize("width", [3, 70_000])  # narrow rows share reads; wide ones not
+    def test_read_scatter_into_strided_blocks(self, backend, width):
+        # The rows of a block inside a larger array, as readers pass a chunk's destination.
+        data = bytes(np.random.default_rng(width).integers(0, 256, 4 * width + 5, np.uint8))
+        backend.write("s", [data])
+        whole = np.zeros((6, width + 2), np.uint8)
+        block = whole[1:5, 1 : width + 1]
+        head, tail = bytearray(2), bytearray(3)
+        buffers = [memoryview(head), memoryview(block), memoryview(tail)]
+        seen: list[tuple[int, bytes]] = []
+        observe = lambda offset, piece: seen.append((offset, bytes(piece)))  # noqa: E731
+        assert backend.read_scatter("s", 0, buffers, observe) == len(data)
+        assert bytes(head) + block.tobytes() + bytes(tail) == data
+        # the observer saw every byte once, in order, each piece at its offset
+        assert b"".join(piece for _, piece in seen) == data
+        assert [offset for offset, _ in seen] == [
+            sum(len(piece) for _, piece in seen[:i]) for i in range(len(seen))
+        ]
+        assert not whole[0].any() and not whole[5].any()  # nothing outside the block
+        assert not whole[:, 0].any() and not whole[:, -1].any()
+        # an object that ends inside a row fills the block row by row up to there
+        whole[:] = 0
+        left = 2 * width - 1
+        assert backend.read_scatter("s", len(data) - left, [memoryview(block)]) == left
+        assert block.tobytes()[:left] == data[-left:]
+        assert not any(block.tobytes()[left:])
+
     def test_missing_key_raises_keyerror(self, backend):
         with pytest.raises(KeyNotFoundError, match="'missing'"):
             backend.read("missing")

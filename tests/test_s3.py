@@ -330,6 +330,23 @@ class TestThroughFaultProxy:
         assert proxy.pending_faults == 0
         assert proxy.stats.snapshot().faults == 2
 
+    def test_array_read_cut_mid_body_starts_over_with_fresh_checksums(self, proxied):
+        # Chunks stream into strided blocks of the result with their CRCs taken on the way;
+        # a body cut short is read again from its start, and the CRCs must start over too.
+        proxy, backend, _ = proxied
+        store = ccstore.Store(backend(retries=4), "cut")
+        a = np.arange(512 * 512, dtype="<f4").reshape(512, 512)
+        store.put("a", a, chunks=(128, 128))  # 16 chunks of 64 KiB, rows of 512 bytes
+
+        def span_read(request) -> bool:  # not the read of the header at the object's end
+            ranges = [v for k, v in request.headers.items() if k.lower() == "range"]
+            return request.method == "GET" and bool(ranges) and not ranges[0].startswith("bytes=-")
+
+        proxy.fail_next(1, "truncate", match=span_read)
+        got = store.load("a")
+        assert got.tobytes() == a.tobytes()
+        assert proxy.pending_faults == 0 and proxy.stats.snapshot().faults == 1
+
     @pytest.mark.parametrize("kind", ["503", "500", "reset"])
     def test_transient_write_faults_are_retried(self, proxied, kind):
         proxy, backend, direct = proxied

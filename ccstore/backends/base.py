@@ -18,25 +18,34 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import numpy as np
+
 from ..stats import Stats
+from ..transfer import ThreadScratch
 
 __all__ = [
     "Backend",
     "Buffer",
     "ByteRange",
     "ObjectStat",
+    "Observer",
     "OffsetByteRequest",
     "RangeByteRequest",
     "SuffixByteRequest",
+    "fill_rows",
     "http_range",
     "resolve_range",
+    "scatter",
+    "scatter_stream",
 ]
 
 Buffer = bytes | bytearray | memoryview
+# Sees the bytes a read places, in pieces: (offset from the read's start, the piece).
+Observer = Callable[[int, memoryview], None]
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,103 @@ def resolve_range(byte_range: ByteRange, size: int) -> tuple[int, int]:
     if isinstance(byte_range, SuffixByteRequest):
         return max(size - byte_range.suffix, 0), size
     raise TypeError(f"not a byte range: {byte_range!r}")
+
+
+def scatter(data: Buffer, buffers: Sequence[memoryview], observe: Observer | None = None) -> int:
+    """Copy ``data`` into ``buffers`` in turn (see ``Backend.read_scatter``); return how many
+    bytes were placed."""
+    view = memoryview(data).cast("B")
+    offset = 0
+    for buffer in buffers:
+        if offset == len(view):
+            break
+        n = min(buffer.nbytes, len(view) - offset)
+        if buffer.ndim == 1:
+            buffer[:n] = view[offset : offset + n]
+        else:
+            fill_rows(np.asarray(buffer), view[offset : offset + n])
+        offset += n
+    if observe is not None and offset:
+        observe(0, view[:offset])
+    return offset
+
+
+def fill_rows(rows: np.ndarray, data: memoryview) -> None:
+    """Copy ``data`` into the first ``len(data)`` bytes of ``rows`` (2-d uint8), row by row."""
+    width = rows.shape[1]
+    whole, rest = divmod(len(data), width)
+    rows[:whole] = np.frombuffer(data, np.uint8, whole * width).reshape(whole, width)
+    if rest:
+        rows[whole, :rest] = np.frombuffer(data, np.uint8, rest, whole * width)
+
+
+# Destinations smaller than this are filled from a per-thread bounce buffer: one read serves
+# many of them (the rows of a square chunk are a few KiB each), where a read per destination
+# costs a few microseconds of Python (or, with preadv, of the kernel) each.
+_SMALL_DESTINATION = 64 << 10
+_BOUNCE_BYTES = 256 << 10
+_BOUNCE = ThreadScratch()
+
+
+def scatter_stream(
+    readinto: Callable[[memoryview], int],
+    buffers: Sequence[memoryview],
+    observe: Observer | None = None,
+) -> int:
+    """Fill ``buffers`` in turn (see ``Backend.read_scatter``) from a sequential source whose
+    ``readinto(view)`` fills ``view`` unless the data ends first; return the bytes placed.
+    Large destinations are read into directly, small ones through a bounce buffer."""
+    done = 0
+
+    def read(view: memoryview) -> int:
+        nonlocal done
+        n = readinto(view)
+        if observe is not None and n:
+            observe(done, view[:n])
+        done += n
+        return n
+
+    i = 0
+    while i < len(buffers):
+        buffer = buffers[i]
+        if buffer.ndim == 2:
+            n, i = _read_rows(read, np.asarray(buffer)), i + 1
+        elif buffer.nbytes >= _SMALL_DESTINATION:
+            n, i = read(buffer), i + 1
+        else:  # a run of small buffers shares one read
+            group, wanted = i, 0
+            while (
+                group < len(buffers)
+                and buffers[group].ndim == 1
+                and wanted + buffers[group].nbytes <= _BOUNCE_BYTES
+            ):
+                wanted += buffers[group].nbytes
+                group += 1
+            bounce = _BOUNCE.get(wanted)
+            n = read(bounce)
+            scatter(bounce[:n], buffers[i:group])
+            buffer, i = bounce, group
+        if n < buffer.nbytes:
+            break
+    return done
+
+
+def _read_rows(read: Callable[[memoryview], int], rows: np.ndarray) -> int:
+    """Fill the rows of a 2-d uint8 block: wide rows directly, narrow ones many per read."""
+    width, done = rows.shape[1], 0
+    step = 1 if width >= _SMALL_DESTINATION else _BOUNCE_BYTES // width
+    for first in range(0, len(rows), step):
+        block = rows[first : first + step]
+        if step == 1:
+            n = read(memoryview(block).cast("B"))
+        else:
+            bounce = _BOUNCE.get(block.nbytes)
+            n = read(bounce)
+            fill_rows(block, bounce[:n])
+        done += n
+        if n < block.nbytes:
+            break
+    return done
 
 
 def http_range(byte_range: ByteRange | None) -> str | None:
@@ -147,23 +253,29 @@ class Backend(ABC):
         out[: len(data)] = data
         return len(data)
 
-    def read_scatter(self, key: str, start: int, buffers: Sequence[memoryview]) -> int:
+    def read_scatter(
+        self,
+        key: str,
+        start: int,
+        buffers: Sequence[memoryview],
+        observe: Observer | None = None,
+    ) -> int:
         """Fill ``buffers`` in turn with consecutive bytes from ``start``; return the total.
 
         Lets readers place one byte range straight into many destinations (the rows of a
-        chunk inside a larger array) without an intermediate copy. The default reads into one
-        temporary buffer and copies; backends that can scatter (``preadv``, streamed
+        chunk inside a larger array) without an intermediate copy. A buffer is 1-d, or 2-d
+        with contiguous rows (a strided block of a larger array, filled row by row).
+        ``observe(offset, data)``, if given, sees every placed byte once, in order, in
+        pieces, each with its offset from ``start`` (checksums taken there read bytes still
+        in cache); a read that starts over calls it again from offset 0. The default copies
+        out of what ``read`` returns; backends that can scatter (``preadv``, streamed
         responses) override it.
         """
-        total = sum(len(b) for b in buffers)
-        scratch = memoryview(bytearray(total))
-        done = self.read_into(key, start, scratch)
-        offset = 0
-        for buffer in buffers:
-            n = max(min(len(buffer), done - offset), 0)
-            buffer[:n] = scratch[offset : offset + n]
-            offset += len(buffer)
-        return done
+        total = sum(b.nbytes for b in buffers)
+        if total == 0:
+            return 0
+        data = self.read(key, RangeByteRequest(start, start + total))
+        return scatter(data, buffers, observe)
 
     @abstractmethod
     def write(self, key: str, parts: Iterable[Buffer], *, if_absent: bool = False) -> None:

@@ -18,12 +18,12 @@ from .base import (
     Buffer,
     ByteRange,
     ObjectStat,
+    Observer,
     resolve_range,
+    scatter_stream,
 )
 
 __all__ = ["LocalBackend", "from_url"]
-
-_IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 16
 
 
 class LocalBackend(Backend):
@@ -76,25 +76,32 @@ class LocalBackend(Backend):
     def read_into(self, key: str, start: int, out: memoryview) -> int:
         return self.read_scatter(key, start, [out])
 
-    def read_scatter(self, key: str, start: int, buffers: Sequence[memoryview]) -> int:
+    def read_scatter(
+        self,
+        key: str,
+        start: int,
+        buffers: Sequence[memoryview],
+        observe: Observer | None = None,
+    ) -> int:
         path = self._path(key)
         try:
             fd = os.open(path, os.O_RDONLY)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise KeyNotFoundError(key, self.url) from None
-        done, first = 0, 0
-        pending = [b for b in buffers if len(b)]
-        try:
-            while first < len(pending):
-                n = os.preadv(fd, pending[first : first + _IOV_MAX], start + done)
+        position = start
+
+        def readinto(view: memoryview) -> int:
+            nonlocal position
+            filled = 0
+            while filled < len(view):
+                n = os.preadv(fd, [view[filled:]], position)
                 if n == 0:
                     break
-                done += n
-                while first < len(pending) and n >= len(pending[first]):  # skip filled buffers
-                    n -= len(pending[first])
-                    first += 1
-                if n:  # a partly filled buffer: read the rest of it next
-                    pending[first] = pending[first][n:]
+                filled, position = filled + n, position + n
+            return filled
+
+        try:
+            done = scatter_stream(readinto, buffers, observe)
         finally:
             os.close(fd)
         self.stats.record("reads", bytes_read=done)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from ..errors import KeyExistsError, KeyNotFoundError
 from ..keys import validate_key
@@ -14,7 +14,9 @@ from .base import (
     Buffer,
     ByteRange,
     ObjectStat,
+    Observer,
     resolve_range,
+    scatter,
 )
 
 __all__ = ["MemoryBackend", "from_url"]
@@ -72,6 +74,18 @@ class MemoryBackend(Backend):
             data = data[start:end]
         self.stats.record("reads", bytes_read=len(data))
         return data
+
+    def read_scatter(
+        self,
+        key: str,
+        start: int,
+        buffers: Sequence[memoryview],
+        observe: Observer | None = None,
+    ) -> int:
+        data = memoryview(self._get(key))[start:]
+        done = scatter(data, buffers, observe)
+        self.stats.record("reads", bytes_read=done)
+        return done
 
     def write(self, key: str, parts: Iterable[Buffer], *, if_absent: bool = False) -> None:
         validate_key(key)

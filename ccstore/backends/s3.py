@@ -27,7 +27,9 @@ from .base import (
     Buffer,
     ByteRange,
     ObjectStat,
+    Observer,
     http_range,
+    scatter_stream,
 )
 from .s3_presigned import PresignedGets, TransientResponse
 
@@ -334,9 +336,15 @@ class S3Backend(Backend):
     def read_into(self, key: str, start: int, out: memoryview) -> int:
         return self.read_scatter(key, start, [out])
 
-    def read_scatter(self, key: str, start: int, buffers: Sequence[memoryview]) -> int:
+    def read_scatter(
+        self,
+        key: str,
+        start: int,
+        buffers: Sequence[memoryview],
+        observe: Observer | None = None,
+    ) -> int:
         validate_key(key)
-        total = sum(len(b) for b in buffers)
+        total = sum(b.nbytes for b in buffers)
         if total == 0:
             return 0
 
@@ -355,13 +363,9 @@ class S3Backend(Backend):
                     f"{self.url}/{key}: asked for {total} bytes at {start}, the server sent "
                     f"{length}: it ignores Range requests"
                 )
-            done = 0
             try:
-                for buffer in buffers:
-                    n = _read_body_into(response["Body"], buffer)
-                    done += n
-                    if n < len(buffer):
-                        break
+                body = response["Body"]
+                done = scatter_stream(lambda view: _read_body_into(body, view), buffers, observe)
             finally:
                 _release(response["Body"])
             if done < length:
