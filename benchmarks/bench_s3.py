@@ -5,7 +5,7 @@ Same server, same run: a large float32 array (default 1 GiB) up and down, a row,
 zarr runs twice, as ``FsspecStore`` over s3fs and ``ObjectStore`` over obstore, storing the
 large array as ccstore does (ccstore's chunk shape, uncompressed); a zarr array is no store of
 small objects, so the zarr peers run the large-array workloads only (a library runs the
-workloads s3_peers has a function for).
+workloads it has an operation for, see s3_peers.operation).
 Every measurement runs in a fresh process (peers with conflicting pins in their own virtualenv,
 see envs.py) behind a counting proxy, so requests and bytes on the wire are measured, not
 estimated. The machine's physical references (loopback TCP, memcpy, first-touch fill) are
@@ -176,9 +176,9 @@ def run(proxy, direct: str, bucket: str, libraries: list[str], args) -> list[dic
             ("small get", "small_get", small, 1, False),
             ("list", "list", small, args.runs, False),  # lists what small put wrote
         ):
-            if not hasattr(s3_peers, f"{library}_{op}"):
+            operation = s3_peers.operation(library, op)
+            if operation is None:
                 continue
-            operation = f"s3_peers:{library}_{op}"
             if proxy is None:
                 result = median_of(runs, operation, python, endpoint=direct, **params)
                 wire, counted_runs = None, 1

@@ -38,7 +38,7 @@ def _store(kind: str, endpoint: str, bucket: str, path: str, read_only: bool):
             concurrency=16,
             payload_signing=False,
         )
-    from s3_peers import zarr_store  # the stores bench_s3's zarr peers use
+    from s3_peers_zarr import zarr_store  # the stores bench_s3's zarr peers use
 
     return zarr_store(kind, endpoint, bucket, path, read_only)
 
