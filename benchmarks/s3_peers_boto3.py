@@ -6,8 +6,6 @@ boto3 with a tuned ``TransferConfig`` and a ranged GET per element for partial r
 s3_peers for what every operation takes and returns.
 """
 
-# ruff: noqa: E731 (one timed lambda per operation keeps setup visibly outside the timer)
-
 from __future__ import annotations
 
 import io

@@ -6,8 +6,6 @@ byte range after the header; obstore stores raw C-order bytes and reads parts wi
 stores use too. See s3_peers for what every operation takes and returns.
 """
 
-# ruff: noqa: E731 (one timed lambda per operation keeps setup visibly outside the timer)
-
 from __future__ import annotations
 
 import numpy as np

@@ -27,10 +27,10 @@ from numcodecs.abc import Codec
 
 from . import codecs as codec_chain
 from .backends.base import Backend, RangeByteRequest, SuffixByteRequest
-from .chunking import ChunkGrid
+from .chunking import ChunkGrid, region_blocks
 from .encryption import EncryptionKey, Keyring, ObjectCipher, open_header, seal_header
 from .errors import CorruptObjectError, DecryptionError, EncryptedObjectError
-from .transfer import ordered_map
+from .transfer import ThreadScratch, ordered_map
 
 __all__ = [
     "FOOTER",
@@ -64,6 +64,28 @@ def checksum(data: Any, value: int = 0) -> int:
     """CRC-32C (Castagnoli) of a buffer, continuing from ``value`` (the CRC of what came
     before): the checksum every chunk and header carries."""
     return crc32c.crc32c(data, value)
+
+
+def blocks_checksum(blocks: Sequence[np.ndarray]) -> int:
+    """``checksum`` of the bytes of 2-d blocks (see chunking.region_blocks), row by row in
+    order. Narrow rows are gathered into a small per-thread buffer first: copying them there
+    costs less than a checksum call per row."""
+    crc = 0
+    for block in blocks:
+        if block.flags.c_contiguous:
+            crc = checksum(block, crc)
+            continue
+        step = max(_GATHER_BYTES // block.shape[1], 1)
+        for first in range(0, len(block), step):
+            rows = block[first : first + step]
+            gathered = np.frombuffer(_GATHER.get(rows.nbytes), np.uint8).reshape(rows.shape)
+            np.copyto(gathered, rows)
+            crc = checksum(gathered, crc)
+    return crc
+
+
+_GATHER_BYTES = 256 << 10
+_GATHER = ThreadScratch()
 
 
 def dtype_to_json(dtype: np.dtype) -> Any:
@@ -117,6 +139,16 @@ class ArrayPart:
         block = np.asfortranarray(block) if self.order == "F" else np.ascontiguousarray(block)
         return codec_chain.encode(self.codecs, block)
 
+    def raw_blocks(self, index: int) -> list[np.ndarray] | None:
+        """The stored bytes of an uncoded chunk as strided views of the array (see
+        chunking.region_blocks), or None when the array is not contiguous in its order."""
+        contiguous = self.array.flags.f_contiguous if self.order == "F" else None
+        if contiguous is None:
+            contiguous = self.array.flags.c_contiguous
+        if self.codecs or not contiguous:
+            return None
+        return region_blocks(self.array, self.grid.region(index), self.order)
+
 
 def write_object(
     backend: Backend,
@@ -153,22 +185,26 @@ def write_object(
     header_bytes = _header_bytes(header)
     tasks = [(part, i, n) for n, (part, i) in enumerate(_chunks_of(parts))]
 
-    def encode(task: tuple[ArrayPart, int, int]) -> tuple[Any, int, int]:
+    def encode(task: tuple[ArrayPart, int, int]) -> tuple[list[Any], int, int]:
         part, index, number = task
+        raw = int(np.prod(part.grid.chunk_shape(index))) * part.array.dtype.itemsize
+        blocks = part.raw_blocks(index) if cipher is None and backend.writes_blocks else None
+        if blocks is not None:  # no copy of the chunk: the backend reads its rows in place
+            return [memoryview(block) for block in blocks], blocks_checksum(blocks), raw
         data = part.encode_chunk(index)
         if cipher is not None:
             data = cipher.seal(number, data)
-        raw = int(np.prod(part.grid.chunk_shape(index))) * part.array.dtype.itemsize
-        return data, checksum(data), raw
+        return [data], checksum(data), raw
 
     def stream() -> Iterator[Any]:
         yield MAGIC
         offset = len(MAGIC)
         index = np.empty(len(tasks), INDEX_ENTRY)
-        for i, (data, crc, raw) in enumerate(ordered_map(executor, encode, tasks, window)):
-            index[i] = (offset, len(data), crc)
-            offset += len(data)
-            yield data
+        for i, (pieces, crc, raw) in enumerate(ordered_map(executor, encode, tasks, window)):
+            nbytes = sum(memoryview(piece).nbytes for piece in pieces)
+            index[i] = (offset, nbytes, crc)
+            offset += nbytes
+            yield from pieces
             if on_chunk is not None:
                 on_chunk(raw)
         yield encode_tail(header_bytes, index, offset)

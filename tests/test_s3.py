@@ -15,6 +15,7 @@ from conftest import S3_SERVERS, make_s3_backend
 import ccstore
 from ccstore import BackendError
 from ccstore.backends.base import RangeByteRequest
+from ccstore.backends.memory import MemoryBackend
 from ccstore.backends.s3 import S3Backend
 
 
@@ -71,12 +72,37 @@ def test_multipart_parts_are_filled_across_uneven_pieces(endpoint):
         b"",
         rng.bytes(7),
     ]
-    expected = b"".join(memoryview(p).cast("B") for p in pieces)
+    # and 2-d blocks of rows inside larger arrays, whose rows straddle part boundaries
+    whole = rng.integers(0, 256, (2000, 3003), dtype=np.uint8)
+    pieces += [memoryview(whole[1:1900, 2:3001]), memoryview(whole[5:7, :1])]
+    expected = b"".join(
+        p.tobytes() if isinstance(p, memoryview) and p.ndim == 2 else memoryview(p).cast("B")
+        for p in pieces
+    )
+    assert len(expected) == (19 << 20) + 12353 + 1899 * 2999 + 2
     before = backend.stats.snapshot()
     backend.write("uneven", iter(pieces))
     cost = backend.stats.snapshot() - before
-    assert cost.writes == 1 + 4 + 1  # 19 MiB + 12353 bytes -> 3 full parts and a short one
+    assert cost.writes == 1 + 5 + 1  # 24.4 MiB -> 4 full parts and a short one
     assert backend.read("uneven") == expected
+    # an object smaller than a part goes up in one PUT, blocks included
+    small = [b"head", memoryview(whole[:3, 7:12]), memoryview(whole[10:12, :2])]
+    backend.write("small", iter(small))
+    assert backend.read("small") == b"head" + whole[:3, 7:12].tobytes() + whole[10:12, :2].tobytes()
+
+
+def test_uncompressed_chunks_go_up_uncopied_and_store_the_same_bytes(endpoint):
+    # S3 takes a square chunk's rows straight from the array (writes_blocks): the object
+    # must be byte for byte the one a backend taking contiguous chunks stores.
+    backend = make_s3_backend(endpoint, part_size=5 << 20, concurrency=2)
+    assert backend.writes_blocks and not MemoryBackend.writes_blocks
+    a = np.random.default_rng(3).standard_normal((1536, 1000), dtype=np.float32)
+    for layout in (a, np.asfortranarray(a), a[:, ::2]):  # C, F, and not contiguous
+        ccstore.Store(backend, "s3").put("a", layout, chunks=(512, 300))
+        memory = ccstore.open("memory://")
+        memory.put("a", layout, chunks=(512, 300))
+        assert backend.read("s3/a") == memory.backend.read("a")
+        assert ccstore.Store(backend, "s3").load("a").tobytes() == np.asarray(layout).tobytes()
 
 
 def test_copy_with_tail_copies_server_side(endpoint):
@@ -487,6 +513,7 @@ class TestThroughFaultProxy:
 _READ_WITH_TRACEMALLOC = """
 import hashlib, sys, tracemalloc
 from ccstore.backends.base import RangeByteRequest
+from ccstore.backends.memory import MemoryBackend
 from ccstore.backends.s3 import S3Backend
 bucket, endpoint, region, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 backend = S3Backend(bucket, endpoint_url=endpoint, region=region)
@@ -533,3 +560,38 @@ def test_server_ignoring_ranges_is_a_clear_error(s3_servers):
         buffer = bytearray(10)  # the connection it left was closed, not reused mid-body
         assert s3.read_into("whole", 200, memoryview(buffer)) == 10
         assert buffer == (bytes(range(100)) * 10)[200:210]
+
+
+_WRITE_WITH_TRACEMALLOC = """
+import sys, tracemalloc
+import numpy as np
+import ccstore
+from ccstore.backends.s3 import S3Backend
+bucket, endpoint, region = sys.argv[1], sys.argv[2], sys.argv[3]
+backend = S3Backend(bucket, endpoint_url=endpoint, region=region, part_size=5 << 20, concurrency=2)
+store = ccstore.Store(backend, "", ccstore.StoreOptions(concurrency=2))
+a = np.random.default_rng(0).standard_normal((2048, 4096), dtype=np.float32)  # 32 MiB
+store.put("warm", a[:4])  # client, connections and worker threads exist
+tracemalloc.start()
+store.put("big", a, chunks=(1024, 1024))  # 4 MiB chunks of 1024 rows of 4 KiB
+print(tracemalloc.get_traced_memory()[1])
+"""
+
+
+def test_uncompressed_upload_holds_only_its_part_buffers(backend, endpoint):
+    # Square chunks go from the array into the (concurrency + 1) part buffers directly: no
+    # chunk-sized copy of each chunk waits for its turn in between. In a child process, as
+    # moto allocates inside the test process.
+    import subprocess
+    import sys
+
+    args = [backend.bucket, endpoint.endpoint_url, endpoint.region]
+    result = subprocess.run(
+        [sys.executable, "-c", _WRITE_WITH_TRACEMALLOC, *args], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    peak = int(result.stdout)
+    # 3 part buffers, the short last part (2 MiB, copied to its length), CRC scratch
+    assert peak < 3 * (5 << 20) + (4 << 20), f"peak {peak / 2**20:.1f} MiB"
+    a = np.random.default_rng(0).standard_normal((2048, 4096), dtype=np.float32)
+    assert ccstore.Store(backend).load("big").tobytes() == a.tobytes()

@@ -231,6 +231,9 @@ class Backend(ABC):
 
     scheme: ClassVar[str] = ""
     supports_conditional_write: ClassVar[bool] = False
+    # Whether ``write`` takes 2-d blocks with contiguous rows among its parts (as
+    # ``read_scatter`` does), written row by row: uncompressed chunks then need no copy.
+    writes_blocks: ClassVar[bool] = False
     # Store options a store over this backend uses unless given others (see StoreOptions).
     transfer_defaults: ClassVar[dict[str, int]] = {
         "concurrency": 8,

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
+import numpy as np
+
 from ..errors import BackendError, KeyExistsError, KeyNotFoundError
 from ..keys import validate_key
 from .base import (
@@ -101,6 +103,7 @@ class S3Backend(Backend):
 
     scheme = "s3"
     supports_conditional_write = True
+    writes_blocks = True
 
     def __init__(
         self,
@@ -386,13 +389,17 @@ class S3Backend(Backend):
         iterator = iter(parts)
         for part in iterator:
             pending.append(part)
-            size += len(part)
+            size += memoryview(part).nbytes
             if size >= part_size:
                 break
         else:
             # a bytearray, not bytes: botocore wraps bytes in a BytesIO and sends that in
             # 16 KiB reads; a buffer goes to the socket in one sendall
-            self._put(key, bytearray().join(pending), conditional)
+            body = bytearray(size)
+            filler = _PartFiller(memoryview(body))
+            for part in pending:
+                filler.add(memoryview(part))
+            self._put(key, body, conditional)
             return
         self._multipart(key, pending, iterator, conditional)
 
@@ -443,23 +450,20 @@ class S3Backend(Backend):
             number = len(done) + len(in_flight) + 1
             in_flight.append((self._uploads.submit(upload, number, body), buffer))
 
+        def next_buffer() -> memoryview:
+            if filler.buffer is not None:
+                submit(filler.buffer, filler.buffer)
+            return memoryview(free.pop() if free else bytearray(part_size))
+
         try:
-            buffer, filled = None, 0
+            filler = _PartFiller(None, next_buffer)
             for piece in itertools.chain(first, rest):
-                view = memoryview(piece)
-                if view.ndim != 1 or view.itemsize != 1:
-                    view = view.cast("B")
-                while view:
-                    if buffer is None:
-                        buffer, filled = (free.pop() if free else bytearray(part_size)), 0
-                    n = min(len(view), part_size - filled)
-                    buffer[filled : filled + n] = view[:n]
-                    filled, view = filled + n, view[n:]
-                    if filled == part_size:
-                        submit(buffer, buffer)
-                        buffer = None
-            if buffer is not None:
-                submit(bytearray(memoryview(buffer)[:filled]), buffer)
+                filler.add(memoryview(piece))
+            last = filler.buffer
+            if filler.filled == len(last):
+                submit(last, last)
+            elif filler.filled:
+                submit(bytearray(memoryview(last)[: filler.filled]), last)
             while in_flight:
                 finish_oldest()
             self._call(
@@ -639,6 +643,53 @@ class S3Backend(Backend):
             src,
         )
         self.stats.record("copies")
+
+
+class _PartFiller:
+    """Copies parts (1-d buffers or 2-d blocks of rows) into fixed-size buffers in turn:
+    ``next_buffer()`` hands in an empty one when the current one is full (or, first, None)."""
+
+    def __init__(
+        self, buffer: memoryview | None, next_buffer: Callable[[], memoryview] | None = None
+    ) -> None:
+        self._view = buffer
+        self.buffer = buffer.obj if buffer is not None else None
+        self.filled = 0
+        self._next = next_buffer
+
+    def add(self, view: memoryview) -> None:
+        if view.ndim == 2:
+            self._add_rows(np.asarray(view))
+            return
+        view = view.cast("B") if view.itemsize != 1 or not view.c_contiguous else view
+        while view:
+            room = self._room()
+            n = min(len(view), len(room))
+            room[:n] = view[:n]
+            view = view[n:]
+            self.filled += n
+
+    def _add_rows(self, rows: np.ndarray) -> None:
+        width, first = rows.shape[1], 0
+        while first < len(rows):
+            room = self._room()
+            count = min(len(room) // width, len(rows) - first)
+            if count == 0:  # a row straddles the end of this buffer
+                self.add(memoryview(rows[first]))
+                first += 1
+                continue
+            target = np.frombuffer(room, np.uint8, count * width).reshape(count, width)
+            np.copyto(target, rows[first : first + count])
+            self.filled += count * width
+            first += count
+
+    def _room(self) -> memoryview:
+        if self._view is None or self.filled == len(self._view):
+            if self._next is None:
+                raise ValueError("parts are larger than the buffer")
+            self._view = self._next()
+            self.buffer, self.filled = self._view.obj, 0
+        return self._view[self.filled :]
 
 
 def _code(error: BaseException) -> str:
