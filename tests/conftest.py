@@ -218,3 +218,14 @@ def fix_checksums(data: bytearray) -> None:
     data[-FOOTER.size :] = FOOTER.pack(
         data_end, header_len, index_len, meta_crc, version, flags, magic
     )
+
+
+def traced_peak(fn):
+    """``(fn(), the peak of Python-traced memory allocated while it ran)``."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        return fn(), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()

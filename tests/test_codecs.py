@@ -5,6 +5,7 @@ from __future__ import annotations
 import numcodecs
 import numpy as np
 import pytest
+from conftest import traced_peak
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -100,18 +101,11 @@ def test_blosc_preset_bit_shuffles_numbers_and_leaves_bytes_alone():
 @pytest.mark.parametrize("compression", ["zstd", "blosc", "lz4"])
 def test_whole_reads_decode_chunks_straight_into_the_result(compression):
     # A decoded chunk held anywhere but its place in the result would show in the peak.
-    import tracemalloc
-
     store = ccstore.open("memory://into-place", compression=compression, concurrency=2)
     a = np.zeros((64, 65536), "<f4")  # 16 MiB in 16 chunks of 1 MiB, compressing to little
     a[:, ::1000] = 1.0
     store.put("a", a, chunks=(4, 65536))
     store.load("a")  # warm the per-thread scratch buffers
-    tracemalloc.start()
-    try:
-        got = store.load("a")
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    got, peak = traced_peak(lambda: store.load("a"))
     assert got.tobytes() == a.tobytes()
     assert peak < a.nbytes + (1 << 20) // 2

@@ -9,6 +9,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import traced_peak
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import COMPRESSIONS, advanced_selections, arrays, basic_selections, chunk_shapes
@@ -315,8 +316,6 @@ def test_whole_raw_reads_of_square_chunks_need_no_span_sized_buffer(request, bac
     # Each 1 MiB chunk lands as 512 rows of 2 KiB in the result: read straight there (on S3
     # through a bounce buffer of 256 KiB per request in flight), not through a scratch
     # buffer per request as large as the span it reads (4-8 MiB here).
-    import tracemalloc
-
     kind = request.node.callspec.params["backend"]
     if kind == "gdrive":
         pytest.skip("Drive's client returns each response as one bytes object")
@@ -325,11 +324,6 @@ def test_whole_raw_reads_of_square_chunks_need_no_span_sized_buffer(request, bac
     store = ccstore.Store(backend, "square", StoreOptions(concurrency=2))
     a = np.arange(1 << 22, dtype="<f4").reshape(2048, 2048)  # 16 MiB
     store.put("a", a, chunks=(512, 512))
-    tracemalloc.start()
-    try:
-        got = store.load("a")
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    got, peak = traced_peak(lambda: store.load("a"))
     assert got.tobytes() == a.tobytes()
     assert peak < a.nbytes + (2 << 20), f"peak {(peak - a.nbytes) / 2**20:.2f} MiB above the array"
