@@ -442,6 +442,28 @@ class TestThroughFaultProxy:
                 (200, True)
             ], key
 
+    def test_presigned_listings_match_the_clients_in_one_request_per_page(self, proxied):
+        # keys percent-encoded by the server (encoding-type=url) and decoded here as boto3 does
+        proxy, backend, direct = proxied
+        keys = [f"odd/{key}" for key in ODD_KEYS] + ["odd/sub dir/+x", "odd/sub dir/y%2F"]
+        for key in keys:
+            direct.write(key, [b"v"])
+        s3, plain = backend(), backend(presigned_reads=False)
+        proxy.records.clear()
+        listed = list(s3.list("odd/"))
+        assert [(r.status, "X-Amz-Signature" in r.query) for r in proxy.records] == [(200, True)]
+        assert listed == sorted(keys, key=lambda k: k.encode()) == list(plain.list("odd/"))
+        assert s3.list_dir("odd/") == plain.list_dir("odd/")
+        assert "odd/sub dir/" in s3.list_dir("odd/")[1]
+        assert s3.has_prefix("odd/sub dir/+") and not s3.has_prefix("odd/sub dir/z")
+
+    def test_refused_presigned_listing_is_repeated_through_boto3(self, proxied):
+        proxy, backend, direct = proxied
+        direct.write("k", [b"value"])
+        proxy.fail_next(1, "403", match=lambda r: "X-Amz-Signature" in r.query)
+        assert list(backend().list("")) == ["k"]
+        assert [("X-Amz-Signature" in r.query) for r in list(proxy.records)[-2:]] == [True, False]
+
     def test_refused_presigned_read_is_repeated_through_boto3(self, proxied):
         # e.g. credentials that expired after the URL was signed: boto3 refreshes them
         proxy, backend, direct = proxied

@@ -92,13 +92,14 @@ class S3Backend(Backend):
     nothing else protects them in transit; over https TLS does, as it does for boto3's own
     uploads that carry a checksum, and the hash costs a core ~1 s per 1.4 GB.
     ``presigned_reads`` (default True) sends GETs to presigned URLs, signed once per key and
-    reused for minutes, through boto3's own HTTP session, skipping botocore's per-request work
-    (see s3_presigned.py); other responses than a body, a missing key or an unsatisfiable
-    range are retried through boto3 itself. ``retries``
-    bounds attempts per request (503 SlowDown, 500, throttling, connection resets, timeouts
-    mid-body) with exponential backoff and jitter (``retries`` counts retries after the first
-    attempt). ``part_size`` is the multipart part size; ``concurrency`` the parts in flight
-    and the connection pool size. ``create_bucket=True`` creates a missing bucket.
+    reused for minutes (listings: once per page), through boto3's own HTTP session, skipping
+    botocore's per-request work and response parsing (see s3_presigned.py); other responses
+    than a body, a listing, a missing key or an unsatisfiable range are repeated through boto3
+    itself. ``retries`` bounds attempts per request (503 SlowDown, 500, throttling, connection
+    resets, timeouts mid-body) with exponential backoff and jitter (``retries`` counts retries
+    after the first attempt). ``part_size`` is the multipart part size; ``concurrency`` the
+    parts in flight and the connection pool size. ``create_bucket=True`` creates a missing
+    bucket.
     """
 
     scheme = "s3"
@@ -592,14 +593,25 @@ class S3Backend(Backend):
             )
 
     def _pages(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        paginator = self._client.get_paginator("list_objects_v2")
-        pages = iter(paginator.paginate(Bucket=self.bucket, **kwargs))
+        """ListObjectsV2 pages: through a presigned URL where ``presigned_reads`` allows and it
+        can answer (see s3_presigned.py), else through the client."""
+        gets = self._presigned_gets if self._config["presigned_reads"] else None
+        params = dict(kwargs)
         while True:
-            page = self._call(lambda: next(pages, None), kwargs.get("Prefix", ""))
-            if page is None:
-                return
+
+            def page() -> dict[str, Any]:
+                found = gets.list_page(params) if gets is not None else None
+                if found is None:
+                    found = self._client.list_objects_v2(Bucket=self.bucket, **params)
+                return found
+
+            result = self._with_stream_retries(page, kwargs.get("Prefix", ""))
             self.stats.record("lists")
-            yield page
+            yield result
+            token = result.get("NextContinuationToken")
+            if not result.get("IsTruncated") or not token:
+                return
+            params["ContinuationToken"] = token
 
     def list(self, prefix: str = "") -> Iterator[str]:
         # Some services (SeaweedFS) list in their own tree order rather than S3's key order.
