@@ -142,9 +142,8 @@ class ArrayPart:
     def raw_blocks(self, index: int) -> list[np.ndarray] | None:
         """The stored bytes of an uncoded chunk as strided views of the array (see
         chunking.region_blocks), or None when the array is not contiguous in its order."""
-        contiguous = self.array.flags.f_contiguous if self.order == "F" else None
-        if contiguous is None:
-            contiguous = self.array.flags.c_contiguous
+        flags = self.array.flags
+        contiguous = flags.f_contiguous if self.order == "F" else flags.c_contiguous
         if self.codecs or not contiguous:
             return None
         return region_blocks(self.array, self.grid.region(index), self.order)

@@ -128,15 +128,16 @@ def read_array(
     def place(cid: int, chunk: np.ndarray) -> None:
         out[grid.region(cid)] = chunk
 
-    runs = _max_runs(out, array) if out.size else 0
     with Progress(progress, out.nbytes, layout.key) as bar:
         if out.size == 0:
-            pass
-        elif not array.codecs and not layout.encrypted:
+            return out
+        if not array.codecs and not layout.encrypted:
             # however many runs: backends fill small destinations from a small bounce buffer,
             # so no chunk-sized scratch per thread is held
             _scatter_raw_chunks(ctx, layout, array, out, bar)
-        elif array.codecs and runs == 1 and can_decode_into(array.codecs):
+            return out
+        runs = _max_runs(out, array)
+        if array.codecs and runs == 1 and can_decode_into(array.codecs):
             _chunks_into_place(ctx, layout, array, out, bar, _decode_into)
         elif array.codecs or runs > _MAX_DECRYPT_RUNS:
             read_chunks(ctx, layout, array, range(grid.nchunks), place, bar)

@@ -161,10 +161,9 @@ class PresignedGets:
         document = response.raw.read()
         response.raw.release_conn()
         if response.status_code != 200:
-            match = _ERROR_CODE.search(document)
-            code = match.group(1).decode("ascii", "replace") if match else ""
             if response.status_code in _TRANSIENT:
-                raise TransientResponse(code or str(response.status_code), response.status_code)
+                code = _error_code(document, response.status_code)
+                raise TransientResponse(code, response.status_code)
             return None
         return _parse_listing(document)
 
@@ -182,8 +181,7 @@ class PresignedGets:
             return {"Body": StreamingBody(raw, length), "ContentLength": length}
         document = raw.read(1 << 16)
         raw.release_conn()
-        match = _ERROR_CODE.search(document)
-        code = match.group(1).decode("ascii", "replace") if match else str(status)
+        code = _error_code(document, status)
         if status in _TRANSIENT:
             raise TransientResponse(code, status)
         if status in (404, 416):
@@ -192,6 +190,12 @@ class PresignedGets:
             raise ClientError({"Error": error, "ResponseMetadata": metadata}, "GetObject")
         self.forget(key)
         return None
+
+
+def _error_code(document: bytes, status: int) -> str:
+    """The S3 error code an error response's body names, else its HTTP status."""
+    match = _ERROR_CODE.search(document)
+    return match.group(1).decode("ascii", "replace") if match else str(status)
 
 
 def _parse_listing(document: bytes) -> dict[str, Any] | None:
