@@ -30,6 +30,7 @@ from .backends.base import Backend, RangeByteRequest, SuffixByteRequest
 from .chunking import ChunkGrid, region_blocks
 from .encryption import EncryptionKey, Keyring, ObjectCipher, open_header, seal_header
 from .errors import CorruptObjectError, DecryptionError, EncryptedObjectError
+from .pages import PAGE_BYTES, PAGE_ENTRY, ChunkChecksums
 from .transfer import ThreadScratch, ordered_map
 
 __all__ = [
@@ -66,22 +67,20 @@ def checksum(data: Any, value: int = 0) -> int:
     return crc32c.crc32c(data, value)
 
 
-def blocks_checksum(blocks: Sequence[np.ndarray]) -> int:
-    """``checksum`` of the bytes of 2-d blocks (see chunking.region_blocks), row by row in
-    order. Narrow rows are gathered into a small per-thread buffer first: copying them there
-    costs less than a checksum call per row."""
-    crc = 0
+def feed_blocks(blocks: Sequence[np.ndarray], sums: ChunkChecksums) -> None:
+    """Feed the bytes of 2-d blocks (see chunking.region_blocks), row by row in order, to
+    ``sums``. Narrow rows are gathered into a small per-thread buffer first: copying them
+    there costs less than a checksum call per row."""
     for block in blocks:
         if block.flags.c_contiguous:
-            crc = checksum(block, crc)
+            sums.update(block)
             continue
         step = max(_GATHER_BYTES // block.shape[1], 1)
         for first in range(0, len(block), step):
             rows = block[first : first + step]
             gathered = np.frombuffer(_GATHER.get(rows.nbytes), np.uint8).reshape(rows.shape)
             np.copyto(gathered, rows)
-            crc = checksum(gathered, crc)
-    return crc
+            sums.update(gathered)
 
 
 _GATHER_BYTES = 256 << 10
@@ -139,6 +138,13 @@ class ArrayPart:
         block = np.asfortranarray(block) if self.order == "F" else np.ascontiguousarray(block)
         return codec_chain.encode(self.codecs, block)
 
+    @property
+    def has_pages(self) -> bool:
+        """Whether its chunks get page checksums (uncoded chunks larger than a page)."""
+        if self.codecs or not self.grid.nchunks:
+            return False
+        return int(np.prod(self.grid.chunk_shape(0))) * self.array.dtype.itemsize > PAGE_BYTES
+
     def raw_blocks(self, index: int) -> list[np.ndarray] | None:
         """The stored bytes of an uncoded chunk as strided views of the array (see
         chunking.region_blocks), or None when the array is not contiguous in its order."""
@@ -181,40 +187,58 @@ def write_object(
     cipher = None
     if encryption is not None:
         header, cipher = seal_header(header, key, encryption)
-    header_bytes = _header_bytes(header)
-    tasks = [(part, i, n) for n, (part, i) in enumerate(_chunks_of(parts))]
+    # Page checksums let readers verify part of a chunk; coded or sealed chunks are only
+    # ever read whole, so theirs would be dead weight.
+    page_bytes = [PAGE_BYTES if cipher is None and part.has_pages else None for part in parts]
+    tasks = list(_chunks_of(parts))
 
-    def encode(task: tuple[ArrayPart, int, int]) -> tuple[list[Any], int, int]:
-        part, index, number = task
+    def encode(task: tuple[int, int, int]) -> tuple[list[Any], ChunkChecksums, int]:
+        number, p, index = task
+        part = parts[p]
         raw = int(np.prod(part.grid.chunk_shape(index))) * part.array.dtype.itemsize
+        sums = ChunkChecksums(page_bytes[p])
         blocks = part.raw_blocks(index) if cipher is None and backend.writes_blocks else None
         if blocks is not None:  # no copy of the chunk: the backend reads its rows in place
-            return [memoryview(block) for block in blocks], blocks_checksum(blocks), raw
+            feed_blocks(blocks, sums)
+            return [memoryview(block) for block in blocks], sums, raw
         data = part.encode_chunk(index)
         if cipher is not None:
             data = cipher.seal(number, data)
-        return [data], checksum(data), raw
+        sums.update(data)
+        return [data], sums, raw
 
     def stream() -> Iterator[Any]:
         yield MAGIC
         offset = len(MAGIC)
         index = np.empty(len(tasks), INDEX_ENTRY)
-        for i, (pieces, crc, raw) in enumerate(ordered_map(executor, encode, tasks, window)):
+        tables: dict[int, list[int]] = {p: [] for p, size in enumerate(page_bytes) if size}
+        results = ordered_map(executor, encode, tasks, window)
+        for (number, p, _), (pieces, sums, raw) in zip(tasks, results):
             nbytes = sum(memoryview(piece).nbytes for piece in pieces)
-            index[i] = (offset, nbytes, crc)
+            index[number] = (offset, nbytes, sums.crc)
             offset += nbytes
             yield from pieces
+            if p in tables:
+                tables[p].extend(sums.page_crcs())
             if on_chunk is not None:
                 on_chunk(raw)
-        yield encode_tail(header_bytes, index, offset)
+        for p, table in tables.items():
+            header["arrays"][p]["pages"] = {"size": page_bytes[p], "offset": offset}
+            data = np.array(table, PAGE_ENTRY).tobytes()
+            offset += len(data)
+            yield data
+        yield encode_tail(_header_bytes(header), index, offset)
 
     backend.write(key, stream())
 
 
-def _chunks_of(parts: Sequence[ArrayPart]) -> Iterator[tuple[ArrayPart, int]]:
-    for part in parts:
+def _chunks_of(parts: Sequence[ArrayPart]) -> Iterator[tuple[int, int, int]]:
+    """(number in the object, part number, index in the part) of every chunk, in order."""
+    number = 0
+    for p, part in enumerate(parts):
         for index in range(part.grid.nchunks):
-            yield part, index
+            yield number, p, index
+            number += 1
 
 
 def _header_bytes(header: dict[str, Any]) -> bytes:
@@ -242,6 +266,8 @@ class ArrayLayout:
     chunks: tuple[int, ...]
     codec_configs: tuple[dict[str, Any], ...]
     first_chunk: int
+    page_bytes: int | None = None  # set when the object has a page checksum table for it
+    page_table: int | None = None  # where that table starts
 
     @property
     def grid(self) -> ChunkGrid:
@@ -265,6 +291,10 @@ class ObjectLayout:
     tail_start: int
     data_end: int
     cipher: ObjectCipher | None = field(default=None, repr=False)
+    # page checksums already read, by (array name, chunk index)
+    page_crcs: dict[tuple[str, int], np.ndarray] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @property
     def kind(self) -> str:
@@ -287,6 +317,24 @@ class ObjectLayout:
     def chunk_range(self, array: ArrayLayout, index: int) -> tuple[int, int]:
         entry = self.index[array.first_chunk + index]
         return int(entry["offset"]), int(entry["offset"] + entry["nbytes"])
+
+    def has_pages(self, array: ArrayLayout) -> bool:
+        """Whether chunks of ``array`` can be read in part: stored uncoded and unencrypted,
+        with a page checksum table."""
+        return array.page_bytes is not None and not array.codecs and not self.encrypted
+
+    def page_table_range(self, array: ArrayLayout, index: int) -> tuple[int, int]:
+        """Where the page checksums of chunk ``index`` of ``array`` are in the object."""
+        firsts = _page_firsts(self.index, array)
+        start = array.page_table + firsts[index] * PAGE_ENTRY.itemsize
+        return int(start), int(start + (firsts[index + 1] - firsts[index]) * PAGE_ENTRY.itemsize)
+
+
+def _page_firsts(index: np.ndarray, array: ArrayLayout) -> np.ndarray:
+    """The first page table entry of each chunk of ``array``, and the table's length last."""
+    nbytes = index["nbytes"][array.first_chunk : array.first_chunk + array.grid.nchunks]
+    counts = -(-nbytes.astype(np.int64) // array.page_bytes)
+    return np.concatenate(([0], np.cumsum(counts)))
 
 
 def read_layout(backend: Backend, key: str, tail_bytes: int = 1 << 16) -> ObjectLayout:
@@ -344,6 +392,7 @@ def _parse_meta(key: str, meta: bytes, header_len: int, data_end: int):
                 chunks=tuple(int(c) for c in spec["chunks"]),
                 codec_configs=tuple(spec["codecs"]),
                 first_chunk=int(spec["first_chunk"]),
+                **_pages_of(spec),
             )
             for spec in header["arrays"]
         }
@@ -370,7 +419,20 @@ def _parse_meta(key: str, meta: bytes, header_len: int, data_end: int):
             or min(a.chunks, default=1) < 1
         ):
             raise CorruptObjectError(key, f"invalid layout for array {a.name!r}")
+        if a.page_bytes is not None and (
+            a.page_bytes < 1
+            or a.page_table < len(MAGIC)
+            or a.page_table + _page_firsts(index, a)[-1] * PAGE_ENTRY.itemsize > data_end
+        ):
+            raise CorruptObjectError(key, f"invalid page table for array {a.name!r}")
     return header, arrays, index
+
+
+def _pages_of(spec: dict[str, Any]) -> dict[str, int]:
+    """ArrayLayout's page table fields from an array's header entry (none if it has none)."""
+    if "pages" not in spec:
+        return {}
+    return {"page_bytes": int(spec["pages"]["size"]), "page_table": int(spec["pages"]["offset"])}
 
 
 def verify_chunk(

@@ -1,4 +1,4 @@
-"""LazyArray: a stored array that reads only the chunks a selection touches."""
+"""LazyArray: a stored array that reads only the chunks (or pages) a selection touches."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 
 from .format import ArrayLayout, ObjectLayout
 from .indexing import Plan, plan_orthogonal_selection, plan_selection
-from .reader import read_array, read_chunks
+from .reader import pages_to_read, read_array, read_chunks
 from .transfer import ProgressOption
 
 if TYPE_CHECKING:
@@ -105,7 +105,13 @@ class LazyArray:
                 block = chunk if task.transpose is None else chunk.transpose(task.transpose)
                 out[task.out_sel] = block[task.chunk_sel]
 
-        read_chunks(self._store._io(), self._layout, self._array, sorted(by_chunk), place)
+        ctx = self._store._io()
+        selections = {
+            cid: [(task.chunk_sel, task.transpose) for task in tasks]
+            for cid, tasks in by_chunk.items()
+        }
+        pages = pages_to_read(ctx, self._layout, self._array, selections)
+        read_chunks(ctx, self._layout, self._array, sorted(by_chunk), place, pages=pages)
         return plan.finalize(out)
 
     def to_dask(self) -> Any:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from functools import partial as partial_job
 
 import numpy as np
 
@@ -24,9 +25,17 @@ from .format import (
     verify_chunk,
 )
 from .options import StoreOptions
+from .pages import PAGE_ENTRY, ChunkChecksums, page_runs, touched_pages
 from .transfer import Progress, ProgressOption, Span, ThreadScratch, coalesce, run_all
 
-__all__ = ["IOContext", "read_array", "read_arrays", "read_chunks", "verify_object"]
+__all__ = [
+    "IOContext",
+    "pages_to_read",
+    "read_array",
+    "read_arrays",
+    "read_chunks",
+    "verify_object",
+]
 
 ChunkSink = Callable[[int, np.ndarray], None]
 
@@ -47,14 +56,18 @@ def read_chunks(
     chunk_ids: Iterable[int],
     sink: ChunkSink,
     progress: Progress | None = None,
+    pages: Mapping[int, list[tuple[int, int]]] | None = None,
 ) -> None:
     """Call ``sink(chunk_id, decoded_chunk)`` for every listed chunk, fetching only their bytes.
 
     Neighbouring chunks are merged into one request when the gap between them is at most
     ``coalesce_gap``; requests run ``concurrency`` at a time; each chunk is decoded in the
     thread that fetched it. Chunks already in the layout's cached tail cost no request.
+    ``pages`` (see ``pages_to_read``) maps chunks to read only in part to the page runs to
+    read; their sink gets a chunk whose bytes outside those pages are undefined.
     """
     itemsize = array.dtype.itemsize
+    partial = pages or {}
 
     def deliver(cid: int, data: memoryview) -> None:
         chunk = decode_chunk(layout, array, cid, data)
@@ -62,24 +75,143 @@ def read_chunks(
         if progress is not None:
             progress.update(chunk.size * itemsize)
 
-    _fetch_stored(ctx, layout, array, chunk_ids, deliver)
+    whole = [cid for cid in chunk_ids if cid not in partial]
+    jobs = _stored_jobs(ctx, layout, array, whole, deliver)
+    if partial:
+        _load_page_crcs(ctx, layout, array, partial)
+        for cid, runs in partial.items():
+            jobs.append(partial_job(_read_pages, ctx, layout, array, cid, runs, sink, progress))
+    run_all(ctx.executor, _call, jobs)
+
+
+def _call(job: Callable[[], None]) -> None:
+    job()
+
+
+# A chunk is read in part when the pages it needs, each further request counted as
+# ``coalesce_gap`` bytes, come to less than this share of it: whole chunks take one request
+# (merged with their neighbours) and one checksum.
+_PARTIAL_SHARE = 0.5
+
+
+def pages_to_read(
+    ctx: IOContext,
+    layout: ObjectLayout,
+    array: ArrayLayout,
+    selections: Mapping[int, Iterable[tuple[tuple, tuple[int, ...] | None]]],
+) -> dict[int, list[tuple[int, int]]]:
+    """The chunks worth reading only in part, with the page runs [first, stop) to read.
+
+    ``selections`` maps a chunk to what is taken from it, as ``(chunk_sel, transpose)``
+    pairs (see indexing.ChunkTask). Empty unless the array has page checksums.
+    """
+    if not layout.has_pages(array):
+        return {}
+    size, gap = array.page_bytes, ctx.options.coalesce_gap
+    plan = {}
+    for cid, picks in selections.items():
+        start, end = layout.chunk_range(array, cid)
+        nbytes = end - start
+        if nbytes <= size:
+            continue
+        touched = touched_pages(
+            array.grid.chunk_shape(cid), array.order, array.dtype.itemsize, size, picks
+        )
+        runs = page_runs(touched, gap // size)
+        cost = sum(min(stop * size, nbytes) - first * size for first, stop in runs)
+        if cost + (len(runs) - 1) * gap < _PARTIAL_SHARE * nbytes:
+            plan[cid] = runs
+    return plan
+
+
+def _load_page_crcs(
+    ctx: IOContext, layout: ObjectLayout, array: ArrayLayout, chunk_ids: Iterable[int]
+) -> None:
+    """Make sure ``layout.page_crcs`` holds the page checksums of the listed chunks."""
+    missing = []
+    for cid in chunk_ids:
+        if (array.name, cid) not in layout.page_crcs:
+            missing.append((cid, *layout.page_table_range(array, cid)))
+    options = ctx.options
+    spans = coalesce(missing, options.coalesce_gap, options.max_request_bytes)
+
+    def fetch(span: Span) -> None:
+        data = layout.cached(span.start, span.end)
+        if data is None:
+            data = ctx.backend.read(layout.key, RangeByteRequest(span.start, span.end))
+            if len(data) != span.end - span.start:
+                raise CorruptObjectError(layout.key, "object is shorter than its page table says")
+        for cid, start, end in span.chunks:
+            entries = bytes(data[start - span.start : end - span.start])
+            layout.page_crcs[(array.name, cid)] = np.frombuffer(entries, PAGE_ENTRY)
+
+    run_all(ctx.executor, fetch, spans)
+
+
+def _chunk_buffer(nbytes: int) -> np.ndarray:
+    """Room for a chunk read in part: uninitialised, so pages never read are never touched."""
+    return np.empty(nbytes, np.uint8)
+
+
+def _read_pages(
+    ctx: IOContext,
+    layout: ObjectLayout,
+    array: ArrayLayout,
+    cid: int,
+    runs: list[tuple[int, int]],
+    sink: ChunkSink,
+    progress: Progress | None,
+) -> None:
+    """Read the listed page runs of a chunk, check every page, and hand the chunk to
+    ``sink`` (its other bytes undefined: never written, never read)."""
+    start, end = layout.chunk_range(array, cid)
+    nbytes, size = end - start, array.page_bytes
+    crcs = layout.page_crcs[(array.name, cid)]
+    buffer = _chunk_buffer(nbytes)
+    view = memoryview(buffer)
+    for first, stop in runs:
+        lo, hi = first * size, min(stop * size, nbytes)
+        cached = layout.cached(start + lo, start + hi)
+        if cached is not None:
+            view[lo:hi] = cached
+        elif ctx.backend.read_into(layout.key, start + lo, view[lo:hi]) != hi - lo:
+            raise CorruptObjectError(layout.key, "object is shorter than its chunk index says")
+        for page in range(first, stop):
+            if checksum(view[page * size : min((page + 1) * size, nbytes)]) != crcs[page]:
+                raise CorruptObjectError(
+                    layout.key, f"checksum mismatch in page {page} of chunk {cid} of {array.name!r}"
+                )
+        if progress is not None:
+            progress.update(hi - lo)
+    shape = array.grid.chunk_shape(cid)
+    sink(cid, buffer.view(array.dtype).reshape(shape, order=array.order))
 
 
 def verify_object(ctx: IOContext, layout: ObjectLayout) -> None:
     """Check the magic bytes and every chunk's checksum (and authentication tag, if the
-    layout is encrypted and unlocked) with bounded memory: chunks are fetched like any read,
-    verified and dropped, never decoded."""
+    layout is encrypted and unlocked, or page checksums, if it has them) with bounded memory:
+    chunks are fetched like any read, verified and dropped, never decoded."""
     magic = layout.cached(0, len(MAGIC))
     if magic is None:
         magic = ctx.backend.read(layout.key, RangeByteRequest(0, len(MAGIC)))
     if bytes(magic) != MAGIC:
         raise CorruptObjectError(layout.key, "bad magic bytes at the start of the object")
     for array in layout.arrays.values():
+        chunk_ids = range(array.grid.nchunks)
+        if layout.has_pages(array):
+            _load_page_crcs(ctx, layout, array, chunk_ids)
 
         def check(cid: int, data: memoryview, array: ArrayLayout = array) -> None:
             verify_chunk(layout, array, cid, data, authenticate=layout.cipher is not None)
+            if layout.has_pages(array):
+                sums = ChunkChecksums(array.page_bytes)
+                sums.update(data)
+                if not np.array_equal(sums.page_crcs(), layout.page_crcs[(array.name, cid)]):
+                    raise CorruptObjectError(
+                        layout.key, f"page checksums of chunk {cid} of {array.name!r} mismatch"
+                    )
 
-        _fetch_stored(ctx, layout, array, range(array.grid.nchunks), check)
+        _fetch_stored(ctx, layout, array, chunk_ids, check)
 
 
 def _fetch_stored(
@@ -91,6 +223,18 @@ def _fetch_stored(
 ) -> None:
     """Call ``deliver(chunk_id, stored_bytes)`` for the listed chunks: coalesced, concurrent,
     each stored chunk valid only during its call (it lives in a reused per-thread buffer)."""
+    run_all(ctx.executor, _call, _stored_jobs(ctx, layout, array, chunk_ids, deliver))
+
+
+def _stored_jobs(
+    ctx: IOContext,
+    layout: ObjectLayout,
+    array: ArrayLayout,
+    chunk_ids: Iterable[int],
+    deliver: Callable[[int, memoryview], None],
+) -> list[Callable[[], None]]:
+    """The jobs of ``_fetch_stored``: one per coalesced request (chunks already in the
+    cached tail are delivered at once)."""
     wanted, cached = [], []
     for cid in chunk_ids:
         start, end = layout.chunk_range(array, cid)
@@ -102,7 +246,6 @@ def _fetch_stored(
     for cid, data in cached:
         deliver(cid, data)
     options = ctx.options
-    spans = coalesce(wanted, options.coalesce_gap, options.max_request_bytes)
 
     def fetch(span: Span) -> None:
         view = _SPANS.get(span.end - span.start)
@@ -111,7 +254,8 @@ def _fetch_stored(
         for cid, start, end in span.chunks:
             deliver(cid, view[start - span.start : end - span.start])
 
-    run_all(ctx.executor, fetch, spans)
+    spans = coalesce(wanted, options.coalesce_gap, options.max_request_bytes)
+    return [partial_job(fetch, span) for span in spans]
 
 
 # Stored chunks land here; sinks copy them out before the thread's next request.

@@ -9,6 +9,7 @@ CCSTORE_S3_SERVERS. A server whose start script says it cannot run here is skipp
 from __future__ import annotations
 
 import json
+import math
 import os
 import uuid
 
@@ -206,18 +207,37 @@ def stored_index(data: bytes | bytearray) -> np.ndarray:
 
 
 def fix_checksums(data: bytearray) -> None:
-    """Recompute every CRC (chunks, header and index) of edited stored bytes, as anyone who
-    edits them can: what is left to notice the edit is what CRCs cannot check."""
+    """Recompute every CRC (chunks, page tables, header and index) of edited stored bytes, as
+    anyone who edits them can: what is left to notice the edit is what CRCs cannot check."""
     data_end, header_len, index_len, _, version, flags, magic = FOOTER.unpack(data[-FOOTER.size :])
     index = stored_index(data)
     for entry in index:
         start, n = int(entry["offset"]), int(entry["nbytes"])
         entry["checksum"] = checksum(bytes(data[start : start + n]))
+    try:
+        arrays = json.loads(bytes(data[data_end : data_end + header_len]))["arrays"]
+    except (ValueError, KeyError, TypeError):  # an edited header: no page tables to find
+        arrays = []
+    for spec in arrays:
+        if not isinstance(spec, dict) or "pages" not in spec:
+            continue
+        size, at = spec["pages"]["size"], spec["pages"]["offset"]
+        chunks = index[spec["first_chunk"] : spec["first_chunk"] + _nchunks(spec)]
+        for entry in chunks:
+            start, n = int(entry["offset"]), int(entry["nbytes"])
+            for page in range(start, start + n, size):
+                crc = checksum(bytes(data[page : min(page + size, start + n)]))
+                data[at : at + 4] = crc.to_bytes(4, "little")
+                at += 4
     data[data_end + header_len : data_end + header_len + index_len] = index.tobytes()
     meta_crc = checksum(bytes(data[data_end : data_end + header_len + index_len]))
     data[-FOOTER.size :] = FOOTER.pack(
         data_end, header_len, index_len, meta_crc, version, flags, magic
     )
+
+
+def _nchunks(spec: dict) -> int:
+    return math.prod(-(-n // c) for n, c in zip(spec["shape"], spec["chunks"]))
 
 
 def traced_peak(fn):
