@@ -6,12 +6,15 @@ after fetching all of it. For a row of a 4 MiB chunk that is 4 KiB, the chunk CR
 make every partial read a whole-chunk read. Objects whose arrays are stored uncoded and
 unencrypted therefore also carry a page table (docs/format.md): one ``<u4`` CRC per page of
 each chunk's stored bytes, chunks in index order. A reader reads the pages a selection
-touches, checks each against its table entry, and never returns a byte it has not checked.
+touches, checks each against its table entry, and never returns a byte it has not checked. The
+entries of a chunk must combine into the chunk's index CRC (``chunk_crc``), which ties the
+table to the index read when the object was opened.
 Compressed and encrypted chunks have no table: they decode (or authenticate) only whole.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -23,6 +26,7 @@ __all__ = [
     "PAGE_BYTES",
     "PAGE_ENTRY",
     "ChunkChecksums",
+    "chunk_crc",
     "page_runs",
     "touched_pages",
 ]
@@ -67,6 +71,28 @@ class ChunkChecksums:
             self._pages.append(self._page_crc)
             self._page_crc = self._page_fill = 0
         return self._pages
+
+
+def chunk_crc(page_crcs: Iterable[int], nbytes: int, page_bytes: int) -> int:
+    """The CRC-32C of a whole chunk of ``nbytes``, from the CRCs of its pages.
+
+    A reader checks a chunk's page table against the chunk's index entry with it, so page
+    checksums are as much a part of the object a layout was read from as the index: a table
+    from another version of the object (rewritten since it was opened) does not pass.
+    CRCs are affine over GF(2): crc(A + B) = crc(A through len(B) zeros) ^ crc(B) ^
+    crc(len(B) zeros), which the CRC of a page of zeros computes at memory speed.
+    """
+    crc = 0
+    zeros = memoryview(_zeros(page_bytes))
+    for i, page in enumerate(page_crcs):
+        tail = zeros[: min(page_bytes, nbytes - i * page_bytes)]
+        crc = crc32c.crc32c(tail, crc) ^ int(page) ^ crc32c.crc32c(tail)
+    return crc
+
+
+@functools.lru_cache(maxsize=4)
+def _zeros(nbytes: int) -> bytes:
+    return bytes(nbytes)
 
 
 def touched_pages(

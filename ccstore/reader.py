@@ -25,7 +25,7 @@ from .format import (
     verify_chunk,
 )
 from .options import StoreOptions
-from .pages import PAGE_ENTRY, ChunkChecksums, page_runs, touched_pages
+from .pages import PAGE_ENTRY, ChunkChecksums, chunk_crc, page_runs, touched_pages
 from .transfer import Progress, ProgressOption, Span, ThreadScratch, coalesce, run_all
 
 __all__ = [
@@ -142,8 +142,16 @@ def _load_page_crcs(
             if len(data) != span.end - span.start:
                 raise CorruptObjectError(layout.key, "object is shorter than its page table says")
         for cid, start, end in span.chunks:
-            entries = bytes(data[start - span.start : end - span.start])
-            layout.page_crcs[(array.name, cid)] = np.frombuffer(entries, PAGE_ENTRY)
+            entries = np.frombuffer(bytes(data[start - span.start : end - span.start]), PAGE_ENTRY)
+            chunk_start, chunk_end = layout.chunk_range(array, cid)
+            expected = layout.index[array.first_chunk + cid]["checksum"]
+            if chunk_crc(entries, chunk_end - chunk_start, array.page_bytes) != expected:
+                raise CorruptObjectError(
+                    layout.key,
+                    f"page table of chunk {cid} of {array.name!r} does not match the chunk's "
+                    "checksum (damaged, or the object was rewritten since it was opened)",
+                )
+            layout.page_crcs[(array.name, cid)] = entries
 
     run_all(ctx.executor, fetch, spans)
 

@@ -19,7 +19,7 @@ import ccstore
 from ccstore import format as fmt
 from ccstore import pages, reader
 from ccstore.errors import CorruptObjectError
-from ccstore.pages import PAGE_BYTES, ChunkChecksums, page_runs, touched_pages
+from ccstore.pages import PAGE_BYTES, ChunkChecksums, chunk_crc, page_runs, touched_pages
 
 small_dtypes = st.sampled_from([np.dtype(t) for t in ("i1", "<u2", ">i4", "f4", "f8", "c16")])
 
@@ -38,6 +38,7 @@ def test_chunk_checksums_match_crcs_of_the_pieces(data, cuts, page):
     assert sums.page_crcs() == [
         crc32c.crc32c(data[i : i + page]) for i in range(0, len(data), page)
     ]
+    assert chunk_crc(sums.page_crcs(), len(data), page) == crc32c.crc32c(data)
 
 
 def _pages_by_brute_force(shape, order, itemsize, page, chunk_sel, transpose):
@@ -192,10 +193,13 @@ class TestPartialReads:
         store.backend.write(store.prefix + "a", [bytes(data)])
         x = store["a"]
         np.testing.assert_array_equal(x[100], array[100])  # chunks 0-3 are intact
-        with pytest.raises(CorruptObjectError, match="checksum mismatch in page 0 of chunk 4"):
+        with pytest.raises(
+            CorruptObjectError,
+            match=r"'root/prefix/a'.*page table of chunk 4 of 'data' does not match the chunk's",
+        ):
             x[256]
         np.testing.assert_array_equal(store.load("a"), array)  # whole chunks: chunk CRCs
-        with pytest.raises(CorruptObjectError, match="page checksums of chunk 4"):
+        with pytest.raises(CorruptObjectError, match="page table of chunk 4"):
             store.verify("a")
 
 
@@ -247,6 +251,23 @@ def test_page_table_outside_the_tail_is_read_once_per_chunk(tmp_path):
     np.testing.assert_array_equal(x[11, :256], array[11, :256])
     again = store.stats.snapshot() - before
     assert (again.reads, again.bytes_read) == (1, PAGE_BYTES)
+
+
+@pytest.mark.parametrize("table_in_tail", [True, False])
+def test_a_rewritten_object_is_an_error_not_its_new_data(tmp_path, table_in_tail):
+    # a LazyArray reads the object as it was opened: page checksums must not come from
+    # another version of it (same layout, other values) than the index it holds
+    array = np.zeros((512, 1024), "<f4")
+    ccstore.open(tmp_path / "s").put("a", array, chunks=(256, 256))
+    size = (tmp_path / "s" / "a").stat().st_size
+    table = _page_table(bytearray((tmp_path / "s" / "a").read_bytes()))
+    store = ccstore.open(tmp_path / "s", tail_bytes=65536 if table_in_tail else size - table - 8)
+    x = store["a"]
+    store.put("a", array + 1, chunks=(256, 256))
+    message = "checksum mismatch in page 0" if table_in_tail else "rewritten since it was opened"
+    with pytest.raises(CorruptObjectError, match=message):
+        x[10, :256]
+    np.testing.assert_array_equal(store["a"][10, :256], 1)
 
 
 def test_edited_objects_with_fixed_checksums_still_read(tmp_path):
