@@ -279,9 +279,10 @@ def main() -> None:
             "process's peak RSS over its RSS before the timed call: the result or source "
             f"array ({nbytes / 2**20:,.0f} MiB) plus working memory.\n\n"
             f"{whole}\n\n{_verdict(ratios)}\n\n{slices}\n\n"
-            "Chunked storage reads whole chunks (4 MiB each by default): a warm "
-            "mmap touches single pages and wins small slices by orders of magnitude, while "
-            "from a cold disk a column costs mmap one read per row."
+            "Chunked storage reads whole chunks (4 MiB each by default) when compressed, and "
+            "only the 64 KiB pages a slice touches when not (a row of a square chunk is one "
+            "page); a warm mmap touches single 4 KiB memory pages, while from a cold disk a "
+            "column costs mmap one read per row."
         )
         print(text)
         if not args.no_docs:

@@ -28,7 +28,9 @@ class StoreOptions:
     concurrency: requests (and chunk encodings) in flight at once. Default: the backend's
         (8 for S3 and Google Drive, which hide latency with requests in flight; the number of
         CPUs, at most 8, for local and memory stores, which are bound by cores and memory).
-    coalesce_gap: merge byte ranges of chunks separated by at most this many bytes.
+    coalesce_gap: merge byte ranges separated by at most this many bytes into one request.
+        Default: the backend's (1 MiB for network backends, where a request costs a round
+        trip; 64 KiB for local and memory stores).
     max_request_bytes: largest merged read; bounds memory at concurrency x this. Default: the
         backend's (8 MiB for network backends, 4 MiB for local and memory stores).
     tail_bytes: bytes read from an object's end to get header and index in one request.
@@ -48,7 +50,7 @@ class StoreOptions:
     read_only: bool = False
     allow_pickle: bool = False
     concurrency: int | None = None
-    coalesce_gap: int = 64 << 10
+    coalesce_gap: int | None = None
     max_request_bytes: int | None = None
     tail_bytes: int = 64 << 10
     progress: ProgressOption = None
@@ -64,7 +66,7 @@ class StoreOptions:
             value = getattr(self, name)
             if value is not None and int(value) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
-        if self.coalesce_gap < 0:
+        if self.coalesce_gap is not None and self.coalesce_gap < 0:
             raise ValueError(f"coalesce_gap must be >= 0, got {self.coalesce_gap!r}")
 
     @classmethod
