@@ -79,20 +79,37 @@ def chunk_crc(page_crcs: Iterable[int], nbytes: int, page_bytes: int) -> int:
     A reader checks a chunk's page table against the chunk's index entry with it, so page
     checksums are as much a part of the object a layout was read from as the index: a table
     from another version of the object (rewritten since it was opened) does not pass.
-    CRCs are affine over GF(2): crc(A + B) = crc(A through len(B) zeros) ^ crc(B) ^
-    crc(len(B) zeros), which the CRC of a page of zeros computes at memory speed.
+    CRCs are affine over GF(2): crc(A + B) = M(len(B)) crc(A) ^ crc(B), where M(n) is the
+    linear map a CRC register undergoes through n zero bytes (``_shift_tables``).
     """
-    crc = 0
-    zeros = memoryview(_zeros(page_bytes))
-    for i, page in enumerate(page_crcs):
-        tail = zeros[: min(page_bytes, nbytes - i * page_bytes)]
-        crc = crc32c.crc32c(tail, crc) ^ int(page) ^ crc32c.crc32c(tail)
-    return crc
+    pages = np.asarray(page_crcs, np.uint32).tolist()
+    if not pages:
+        return 0
+    crc, (t0, t1, t2, t3) = 0, _shift_tables(page_bytes)
+    for page in pages[:-1]:
+        crc = t0[crc & 0xFF] ^ t1[crc >> 8 & 0xFF] ^ t2[crc >> 16 & 0xFF] ^ t3[crc >> 24] ^ page
+    t0, t1, t2, t3 = _shift_tables(nbytes - (len(pages) - 1) * page_bytes)
+    return t0[crc & 0xFF] ^ t1[crc >> 8 & 0xFF] ^ t2[crc >> 16 & 0xFF] ^ t3[crc >> 24] ^ pages[-1]
 
 
-@functools.lru_cache(maxsize=4)
-def _zeros(nbytes: int) -> bytes:
-    return bytes(nbytes)
+@functools.lru_cache(maxsize=16)
+def _shift_tables(length: int) -> tuple[list[int], ...]:
+    """M(length) as four byte tables: M v = T0[byte 0 of v] ^ T1[byte 1] ^ T2[byte 2] ^ T3[byte 3].
+
+    crc32c(zeros, v) = M v ^ crc32c(zeros, 0) (the register update is linear; the library's
+    pre- and post-inversion add a constant), which gives M's columns from 32 CRCs of zeros.
+    """
+    zeros = bytes(length)
+    base = crc32c.crc32c(zeros)
+    columns = [crc32c.crc32c(zeros, 1 << bit) ^ base for bit in range(32)]
+    values = np.arange(256)
+    tables = []
+    for k in range(4):
+        table = np.zeros(256, np.uint32)
+        for bit in range(8):
+            table ^= np.where(values >> bit & 1, columns[8 * k + bit], 0).astype(np.uint32)
+        tables.append(table.tolist())
+    return tuple(tables)
 
 
 def touched_pages(
@@ -125,11 +142,7 @@ def touched_pages(
         if count == 0:
             continue
         if count <= _EXACT_ELEMENTS:
-            offsets = sum(
-                np.broadcast_to(_axis_offsets(n, stride, i, ndim), tshape)[chunk_sel]
-                for i, (n, stride) in enumerate(zip(tshape, tstrides))
-            )
-            first = np.asarray(offsets, np.int64).reshape(-1) * itemsize
+            first = _offsets(chunk_sel, tshape, tstrides) * itemsize
             touched[first // page_bytes] = True
             touched[(first + itemsize - 1) // page_bytes] = True
         else:
@@ -140,6 +153,27 @@ def touched_pages(
             last_byte = (high + 1) * itemsize - 1
             touched[low * itemsize // page_bytes : last_byte // page_bytes + 1] = True
     return touched
+
+
+def _offsets(chunk_sel: tuple, shape: Sequence[int], strides: Sequence[int]) -> np.ndarray:
+    """The element offset of every element ``chunk_sel`` picks, in numpy's semantics."""
+    ndim = len(shape)
+    arrays = [not isinstance(sel, slice) for sel in chunk_sel]
+    if all(arrays):  # advanced indexing: the index arrays broadcast together
+        offsets = sum(np.asarray(sel, np.int64) * stride for sel, stride in zip(chunk_sel, strides))
+    elif not any(arrays):  # basic indexing: an outer product of the slices
+        offsets = sum(
+            (np.arange(n, dtype=np.int64)[sel] * stride).reshape(
+                [-1 if k == i else 1 for k in range(ndim)]
+            )
+            for i, (sel, n, stride) in enumerate(zip(chunk_sel, shape, strides))
+        )
+    else:  # let numpy place the dimensions: index each axis's offsets the same way
+        offsets = sum(
+            np.broadcast_to(_axis_offsets(n, stride, i, ndim), shape)[chunk_sel]
+            for i, (n, stride) in enumerate(zip(shape, strides))
+        )
+    return np.asarray(offsets, np.int64).reshape(-1)
 
 
 def _axis_offsets(n: int, stride: int, axis: int, ndim: int) -> np.ndarray:

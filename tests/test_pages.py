@@ -129,6 +129,9 @@ def test_selections_through_pages_match_numpy(data, shape, dtype, order, page):
             continue
         with mock.patch.object(reader, "_chunk_buffer", _poisoned):
             np.testing.assert_array_equal(x[selection], want)
+    outer = [data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=4)) for n in shape]
+    with mock.patch.object(reader, "_chunk_buffer", _poisoned):
+        np.testing.assert_array_equal(x.oindex[tuple(outer)], array[np.ix_(*outer)])
 
 
 def _poisoned(nbytes: int) -> np.ndarray:
