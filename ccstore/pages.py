@@ -44,7 +44,8 @@ class ChunkChecksums:
     from the bytes fed to ``update`` in order."""
 
     def __init__(self, page_bytes: int | None = None) -> None:
-        self.crc = 0
+        self._crc = 0
+        self._nbytes = 0
         self._page_bytes = page_bytes
         self._pages: list[int] = []
         self._page_crc = 0
@@ -52,10 +53,11 @@ class ChunkChecksums:
 
     def update(self, data: Any) -> None:
         view = memoryview(data).cast("B")
-        self.crc = crc32c.crc32c(view, self.crc)
         size = self._page_bytes
         if size is None:
+            self._crc = crc32c.crc32c(view, self._crc)
             return
+        self._nbytes += len(view)
         while len(view):
             n = min(size - self._page_fill, len(view))
             self._page_crc = crc32c.crc32c(view[:n], self._page_crc)
@@ -64,6 +66,13 @@ class ChunkChecksums:
             if self._page_fill == size:
                 self._pages.append(self._page_crc)
                 self._page_crc = self._page_fill = 0
+
+    @property
+    def crc(self) -> int:
+        """The whole chunk's CRC (with pages: combined from theirs, one pass over the bytes)."""
+        if self._page_bytes is None:
+            return self._crc
+        return chunk_crc(self.page_crcs(), self._nbytes, self._page_bytes)
 
     def page_crcs(self) -> list[int]:
         """Every page's CRC, the last (shorter) page included; call once all bytes are fed."""
