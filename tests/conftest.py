@@ -240,6 +240,13 @@ def _nchunks(spec: dict) -> int:
     return math.prod(-(-n // c) for n, c in zip(spec["shape"], spec["chunks"]))
 
 
+def read_cost(store, read):
+    """``(read(), the requests and bytes it cost store's backend)``."""
+    before = store.stats.snapshot()
+    result = read()
+    return result, store.stats.snapshot() - before
+
+
 def traced_peak(fn):
     """``(fn(), the peak of Python-traced memory allocated while it ran)``."""
     import tracemalloc

@@ -10,7 +10,7 @@ from unittest import mock
 import crc32c
 import numpy as np
 import pytest
-from conftest import fix_checksums, stored_index
+from conftest import fix_checksums, read_cost, stored_index
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import advanced_selections, basic_selections, chunk_shapes
@@ -157,17 +157,15 @@ class TestPartialReads:
     def test_a_row_reads_one_page_per_chunk(self, stored):
         store, array = stored
         x = store["a"]
-        before = store.stats.snapshot()
-        np.testing.assert_array_equal(x[300], array[300])
-        cost = store.stats.snapshot() - before
+        row, cost = read_cost(store, lambda: x[300])
+        np.testing.assert_array_equal(row, array[300])
         assert (cost.reads, cost.bytes_read) == (4, 4 * PAGE_BYTES)
 
     def test_a_column_reads_whole_chunks(self, stored):
         store, array = stored
         x = store["a"]
-        before = store.stats.snapshot()
-        np.testing.assert_array_equal(x[:, 300], array[:, 300])
-        cost = store.stats.snapshot() - before
+        column, cost = read_cost(store, lambda: x[:, 300])
+        np.testing.assert_array_equal(column, array[:, 300])
         chunk = 256 * 256 * 4  # chunks 1 and 5 of the 2 x 4 grid, three chunks apart
         merged = store.options.coalesce_gap >= 3 * chunk  # network stores read through
         assert (cost.reads, cost.bytes_read) == ((1, 5 * chunk) if merged else (2, 2 * chunk))
@@ -176,9 +174,8 @@ class TestPartialReads:
         store, array = stored
         rows, cols = np.array([0, 70, 300, 511]), np.array([5, 300, 600, 1023])  # 4 chunks
         x = store["a"]
-        before = store.stats.snapshot()
-        np.testing.assert_array_equal(x[rows, cols], array[rows, cols])
-        cost = store.stats.snapshot() - before
+        points, cost = read_cost(store, lambda: x[rows, cols])
+        np.testing.assert_array_equal(points, array[rows, cols])
         assert (cost.reads, cost.bytes_read) == (4, 4 * PAGE_BYTES)
 
     def test_a_flipped_byte_in_a_read_page_is_an_error(self, stored):
@@ -231,9 +228,9 @@ def test_objects_without_page_tables_read_whole_chunks(tmp_path):
     for key in ("old", "zstd"):
         x = store[key]
         assert x._layout.arrays["data"].page_bytes is None
-        before = store.stats.snapshot()
-        np.testing.assert_array_equal(x[300], array[300])
-        assert (store.stats.snapshot() - before).reads == 1  # four whole chunks, coalesced
+        row, cost = read_cost(store, lambda x=x: x[300])
+        np.testing.assert_array_equal(row, array[300])
+        assert cost.reads == 1  # four whole chunks, coalesced
 
 
 def test_encrypted_objects_have_no_page_table(tmp_path):
@@ -252,13 +249,11 @@ def test_page_table_outside_the_tail_is_read_once_per_chunk(tmp_path):
     # a tail read that holds header and index but not chunk 0's page checksums
     store = ccstore.open(tmp_path / "s", tail_bytes=len(data) - table - 8)
     x = store["a"]
-    before = store.stats.snapshot()
-    np.testing.assert_array_equal(x[10, :256], array[10, :256])
-    first = store.stats.snapshot() - before
+    part, first = read_cost(store, lambda: x[10, :256])
+    np.testing.assert_array_equal(part, array[10, :256])
     assert (first.reads, first.bytes_read) == (2, 4 * 4 + PAGE_BYTES)  # entries, then a page
-    before = store.stats.snapshot()
-    np.testing.assert_array_equal(x[11, :256], array[11, :256])
-    again = store.stats.snapshot() - before
+    part, again = read_cost(store, lambda: x[11, :256])
+    np.testing.assert_array_equal(part, array[11, :256])
     assert (again.reads, again.bytes_read) == (1, PAGE_BYTES)
 
 
