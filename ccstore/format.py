@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -323,11 +323,13 @@ class ObjectLayout:
         with a page checksum table."""
         return array.page_bytes is not None and not array.codecs and not self.encrypted
 
-    def page_table_range(self, array: ArrayLayout, index: int) -> tuple[int, int]:
-        """Where the page checksums of chunk ``index`` of ``array`` are in the object."""
-        firsts = _page_firsts(self.index, array)
-        start = array.page_table + firsts[index] * PAGE_ENTRY.itemsize
-        return int(start), int(start + (firsts[index + 1] - firsts[index]) * PAGE_ENTRY.itemsize)
+    def page_table_ranges(
+        self, array: ArrayLayout, indices: Iterable[int]
+    ) -> list[tuple[int, int, int]]:
+        """``(index, start, end)``: where the page checksums of each listed chunk of
+        ``array`` are in the object."""
+        bounds = array.page_table + _page_firsts(self.index, array) * PAGE_ENTRY.itemsize
+        return [(i, int(bounds[i]), int(bounds[i + 1])) for i in indices]
 
 
 def _page_firsts(index: np.ndarray, array: ArrayLayout) -> np.ndarray:

@@ -140,9 +140,7 @@ def touched_pages(
     if ndim == 0 or itemsize > page_bytes:
         touched[:] = True
         return touched
-    sizes = list(shape) if order == "C" else list(shape)[::-1]
-    strides_in_order = [math.prod(sizes[k + 1 :]) for k in range(ndim)]
-    strides = strides_in_order if order == "C" else strides_in_order[::-1]
+    strides = [math.prod(shape[k + 1 :] if order == "C" else shape[:k]) for k in range(ndim)]
     for chunk_sel, transpose in selections:
         axes = transpose if transpose is not None else tuple(range(ndim))
         tshape = [shape[a] for a in axes]

@@ -128,10 +128,9 @@ def _load_page_crcs(
     ctx: IOContext, layout: ObjectLayout, array: ArrayLayout, chunk_ids: Iterable[int]
 ) -> None:
     """Make sure ``layout.page_crcs`` holds the page checksums of the listed chunks."""
-    missing = []
-    for cid in chunk_ids:
-        if (array.name, cid) not in layout.page_crcs:
-            missing.append((cid, *layout.page_table_range(array, cid)))
+    missing = layout.page_table_ranges(
+        array, [cid for cid in chunk_ids if (array.name, cid) not in layout.page_crcs]
+    )
     options = ctx.options
     spans = coalesce(missing, options.coalesce_gap, options.max_request_bytes)
 
