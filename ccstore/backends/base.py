@@ -290,6 +290,8 @@ class Backend(ABC):
         """Store the concatenation of ``parts`` under ``key``, atomically.
 
         ``parts`` may be a generator: consume it once, holding a bounded number of parts.
+        Every part stays unchanged until ``write`` returns, so a backend may keep views of
+        parts instead of copies.
         With ``if_absent=True`` the write fails with KeyExistsError if the key exists (only
         backends with ``supports_conditional_write`` accept it; others raise
         NotImplementedError).

@@ -20,8 +20,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import numpy as np
-
 from ..errors import BackendError, KeyExistsError, KeyNotFoundError
 from ..keys import validate_key
 from .base import (
@@ -33,6 +31,7 @@ from .base import (
     http_range,
     scatter_stream,
 )
+from .s3_parts import PartBody, Piece, cut_parts
 from .s3_presigned import PresignedGets, TransientResponse
 
 __all__ = ["S3Backend", "from_url"]
@@ -383,28 +382,18 @@ class S3Backend(Backend):
 
     def write(self, key: str, parts: Iterable[Buffer], *, if_absent: bool = False) -> None:
         validate_key(key)
-        part_size = self._config["part_size"]
         conditional = {"IfNoneMatch": "*"} if if_absent else {}
-        pending: list[Buffer] = []
-        size = 0
-        iterator = iter(parts)
-        for part in iterator:
-            pending.append(part)
-            size += memoryview(part).nbytes
-            if size >= part_size:
-                break
+        # Parts go up as views of the caller's buffers (see s3_parts.py), which stay
+        # unchanged until write returns: no part buffers, whatever the concurrency.
+        bodies = cut_parts(parts, self._config["part_size"])
+        first = next(bodies, [])
+        second = next(bodies, None)
+        if second is None:
+            self._put(key, PartBody(first) if first else b"", conditional)
         else:
-            # a bytearray, not bytes: botocore wraps bytes in a BytesIO and sends that in
-            # 16 KiB reads; a buffer goes to the socket in one sendall
-            body = bytearray(size)
-            filler = _PartFiller(memoryview(body))
-            for part in pending:
-                filler.add(memoryview(part))
-            self._put(key, body, conditional)
-            return
-        self._multipart(key, pending, iterator, conditional)
+            self._multipart(key, itertools.chain([first, second], bodies), conditional)
 
-    def _put(self, key: str, body: bytearray, conditional: dict[str, str]) -> None:
+    def _put(self, key: str, body: PartBody | bytes, conditional: dict[str, str]) -> None:
         self._call(
             lambda: self._client.put_object(Bucket=self.bucket, Key=key, Body=body, **conditional),
             key,
@@ -412,25 +401,18 @@ class S3Backend(Backend):
         self.stats.record("writes", bytes_written=len(body))
 
     def _multipart(
-        self,
-        key: str,
-        first: list[Buffer],
-        rest: Iterator[Buffer],
-        conditional: dict[str, str],
+        self, key: str, parts: Iterator[list[Piece]], conditional: dict[str, str]
     ) -> None:
-        client, part_size = self._client, self._config["part_size"]
-        concurrency = self._config["concurrency"]
+        client, concurrency = self._client, self._config["concurrency"]
         upload_id = self._call(
             lambda: client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"], key
         )
         self.stats.record("writes")
-        in_flight: list[tuple[Future, bytearray]] = []
+        in_flight: list[Future] = []
         done: list[dict[str, Any]] = []
-        # Parts are filled into at most concurrency + 1 buffers of part_size, reused: memory
-        # stays bounded and warm, with no allocation (and first-touch page faults) per part.
-        free: list[bytearray] = []
 
-        def upload(number: int, body: bytearray) -> dict[str, Any]:
+        def upload(number: int, pieces: list[Piece]) -> dict[str, Any]:
+            body = PartBody(pieces)
             response = self._call(
                 lambda: client.upload_part(
                     Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
@@ -440,33 +422,13 @@ class S3Backend(Backend):
             self.stats.record("writes", bytes_written=len(body))
             return {"PartNumber": number, "ETag": response["ETag"]}
 
-        def finish_oldest() -> None:
-            future, buffer = in_flight.pop(0)
-            done.append(future.result())
-            free.append(buffer)
-
-        def submit(body: bytearray, buffer: bytearray) -> None:
-            while len(in_flight) >= concurrency:
-                finish_oldest()
-            number = len(done) + len(in_flight) + 1
-            in_flight.append((self._uploads.submit(upload, number, body), buffer))
-
-        def next_buffer() -> memoryview:
-            if filler.buffer is not None:
-                submit(filler.buffer, filler.buffer)
-            return memoryview(free.pop() if free else bytearray(part_size))
-
         try:
-            filler = _PartFiller(None, next_buffer)
-            for piece in itertools.chain(first, rest):
-                filler.add(memoryview(piece))
-            last = filler.buffer
-            if filler.filled == len(last):
-                submit(last, last)
-            elif filler.filled:
-                submit(bytearray(memoryview(last)[: filler.filled]), last)
+            for number, pieces in enumerate(parts, 1):
+                while len(in_flight) >= concurrency:
+                    done.append(in_flight.pop(0).result())
+                in_flight.append(self._uploads.submit(upload, number, pieces))
             while in_flight:
-                finish_oldest()
+                done.append(in_flight.pop(0).result())
             self._call(
                 lambda: client.complete_multipart_upload(
                     Bucket=self.bucket,
@@ -479,7 +441,7 @@ class S3Backend(Backend):
             )
             self.stats.record("writes")
         except BaseException:
-            self._abort(key, upload_id, [future for future, _ in in_flight])
+            self._abort(key, upload_id, in_flight)
             raise
 
     def _abort(self, key: str, upload_id: str, in_flight: Iterable[Future]) -> None:
@@ -655,53 +617,6 @@ class S3Backend(Backend):
             src,
         )
         self.stats.record("copies")
-
-
-class _PartFiller:
-    """Copies parts (1-d buffers or 2-d blocks of rows) into fixed-size buffers in turn:
-    ``next_buffer()`` hands in an empty one when the current one is full (or, first, None)."""
-
-    def __init__(
-        self, buffer: memoryview | None, next_buffer: Callable[[], memoryview] | None = None
-    ) -> None:
-        self._view = buffer
-        self.buffer = buffer.obj if buffer is not None else None
-        self.filled = 0
-        self._next = next_buffer
-
-    def add(self, view: memoryview) -> None:
-        if view.ndim == 2:
-            self._add_rows(np.asarray(view))
-            return
-        view = view.cast("B") if view.itemsize != 1 or not view.c_contiguous else view
-        while view:
-            room = self._room()
-            n = min(len(view), len(room))
-            room[:n] = view[:n]
-            view = view[n:]
-            self.filled += n
-
-    def _add_rows(self, rows: np.ndarray) -> None:
-        width, first = rows.shape[1], 0
-        while first < len(rows):
-            room = self._room()
-            count = min(len(room) // width, len(rows) - first)
-            if count == 0:  # a row straddles the end of this buffer
-                self.add(memoryview(rows[first]))
-                first += 1
-                continue
-            target = np.frombuffer(room, np.uint8, count * width).reshape(count, width)
-            np.copyto(target, rows[first : first + count])
-            self.filled += count * width
-            first += count
-
-    def _room(self) -> memoryview:
-        if self._view is None or self.filled == len(self._view):
-            if self._next is None:
-                raise ValueError("parts are larger than the buffer")
-            self._view = self._next()
-            self.buffer, self.filled = self._view.obj, 0
-        return self._view[self.filled :]
 
 
 def _code(error: BaseException) -> str:
