@@ -31,8 +31,11 @@ class StoreOptions:
     coalesce_gap: merge byte ranges separated by at most this many bytes into one request.
         Default: the backend's (1 MiB for network backends, where a request costs a round
         trip; 64 KiB for local and memory stores).
-    max_request_bytes: largest merged read; bounds memory at concurrency x this. Default: the
-        backend's (8 MiB for network backends, 4 MiB for local and memory stores).
+    max_request_bytes: largest merged read into scratch memory (compressed or encrypted
+        chunks, slices); bounds that memory at concurrency x this. Default: the backend's
+        (8 MiB for network backends, 4 MiB for local and memory stores). Whole uncompressed
+        arrays, read straight into the result, go in ``concurrency`` larger requests (up to
+        64 MiB each).
     tail_bytes: bytes read from an object's end to get header and index in one request.
     progress: True, False, None (auto: bar for large transfers on a terminal) or a callable
         ``fn(bytes_done, bytes_total)``.

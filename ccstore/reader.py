@@ -353,7 +353,7 @@ def _scatter_raw_chunks(
         start, end = layout.chunk_range(array, cid)
         chunks.append((cid, start, end))
     options = ctx.options
-    spans = coalesce(chunks, options.coalesce_gap, options.max_request_bytes)
+    spans = coalesce(chunks, options.coalesce_gap, scatter_request_bytes(options, chunks))
     entries = layout.index[array.first_chunk : array.first_chunk + grid.nchunks]
 
     def fetch(span: Span) -> None:
@@ -382,6 +382,21 @@ def _scatter_raw_chunks(
             bar.update(size)
 
     run_all(ctx.executor, fetch, spans)
+
+
+# Reads straight into the result need no scratch buffer, so the limit that bounds scratch
+# memory (max_request_bytes) need not cut them small: fewer, larger requests pay fewer round
+# trips and cost the server less per byte (Ceph, 512 MiB, 20 ms added: 8 MiB requests
+# 261 MiB/s, 64 MiB ones 287 MiB/s, obstore's single GET 290).
+_SCATTER_REQUEST_MAX = 64 << 20
+
+
+def scatter_request_bytes(options: StoreOptions, chunks: list[tuple[int, int, int]]) -> int:
+    """The request size for reading ``chunks`` (id, start, end) straight into the result:
+    their bytes in ``concurrency`` requests, at most 64 MiB and at least max_request_bytes."""
+    total = sum(end - start for _, start, end in chunks)
+    spread = -(-total // options.concurrency)
+    return max(options.max_request_bytes, min(_SCATTER_REQUEST_MAX, spread))
 
 
 class _SpanChecksums:

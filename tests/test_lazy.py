@@ -9,7 +9,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import traced_peak
+from conftest import read_cost, traced_peak
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import COMPRESSIONS, advanced_selections, arrays, basic_selections, chunk_shapes
@@ -212,6 +212,33 @@ class TestAccounting:
             before = store.stats.snapshot()
             np.testing.assert_array_equal(x[0:100:20], array[0:100:20])
             assert (store.stats.snapshot() - before).requests == requests
+
+
+def test_whole_reads_into_the_result_take_concurrency_requests():
+    # Uncompressed chunks are read straight into the result, where no scratch buffer bounds
+    # a request: 24 MiB in 3 requests of 8 MiB, past max_request_bytes (2 MiB). Compressed
+    # chunks go through scratch buffers, so their requests keep to max_request_bytes.
+    array = np.random.default_rng(2).standard_normal((3072, 2048), dtype=np.float32)
+    options = {"concurrency": 3, "max_request_bytes": 2 << 20, "coalesce_gap": 1 << 20}
+    raw = ccstore.open("memory://", **options)
+    raw.put("a", array, chunks=(256, 256))
+    loaded, cost = read_cost(raw, lambda: raw.load("a"))
+    assert loaded.tobytes() == array.tobytes()
+    assert cost.requests == 1 + 3  # the tail, then the chunks
+    packed = ccstore.open("memory://", compression="zstd", **options)
+    packed.put("a", array, chunks=(256, 256))
+    stored = sum(end - start for start, end in _chunk_ranges(packed, "a"))
+    loaded, cost = read_cost(packed, lambda: packed.load("a"))
+    assert loaded.tobytes() == array.tobytes()
+    assert cost.requests >= 1 + stored // (2 << 20)
+
+
+def _chunk_ranges(store, key):
+    from ccstore.format import read_layout
+
+    layout = read_layout(store.backend, key)
+    array = layout.arrays["data"]
+    return [layout.chunk_range(array, cid) for cid in range(array.grid.nchunks)]
 
 
 def test_small_object_read_entirely_in_one_request():
