@@ -353,7 +353,7 @@ def _scatter_raw_chunks(
         start, end = layout.chunk_range(array, cid)
         chunks.append((cid, start, end))
     options = ctx.options
-    spans = coalesce(chunks, options.coalesce_gap, scatter_request_bytes(options, chunks))
+    spans = coalesce(chunks, options.coalesce_gap, _scatter_request_bytes(options, chunks))
     entries = layout.index[array.first_chunk : array.first_chunk + grid.nchunks]
 
     def fetch(span: Span) -> None:
@@ -391,7 +391,7 @@ def _scatter_raw_chunks(
 _SCATTER_REQUEST_MAX = 64 << 20
 
 
-def scatter_request_bytes(options: StoreOptions, chunks: list[tuple[int, int, int]]) -> int:
+def _scatter_request_bytes(options: StoreOptions, chunks: list[tuple[int, int, int]]) -> int:
     """The request size for reading ``chunks`` (id, start, end) straight into the result:
     their bytes in ``concurrency`` requests, at most 64 MiB and at least max_request_bytes."""
     total = sum(end - start for _, start, end in chunks)

@@ -389,11 +389,11 @@ class S3Backend(Backend):
         first = next(bodies, [])
         second = next(bodies, None)
         if second is None:
-            self._put(key, PartBody(first) if first else b"", conditional)
+            self._put(key, PartBody(first), conditional)
         else:
             self._multipart(key, itertools.chain([first, second], bodies), conditional)
 
-    def _put(self, key: str, body: PartBody | bytes, conditional: dict[str, str]) -> None:
+    def _put(self, key: str, body: PartBody, conditional: dict[str, str]) -> None:
         self._call(
             lambda: self._client.put_object(Bucket=self.bucket, Key=key, Body=body, **conditional),
             key,
