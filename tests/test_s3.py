@@ -208,7 +208,7 @@ def test_key_signer_makes_the_clients_own_presigned_urls(endpoint_url, region, t
     # must be identical, signature included.
     import boto3
 
-    from ccstore.backends.s3_presigned import _KeySigner
+    from ccstore.backends.s3_direct import _KeySigner
 
     session = boto3.Session(
         aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret", aws_session_token=token
@@ -229,7 +229,7 @@ def test_key_signer_makes_the_clients_own_presigned_urls(endpoint_url, region, t
 
 
 def test_key_signer_is_not_used_for_unsigned_requests():
-    from ccstore.backends.s3_presigned import _KeySigner
+    from ccstore.backends.s3_direct import _KeySigner
 
     client = S3Backend("bucket", region="us-east-1", anon=True)._client
     assert _KeySigner.for_bucket(client, "bucket") is None
@@ -496,6 +496,84 @@ class TestThroughFaultProxy:
         with pytest.raises(ccstore.KeyNotFoundError, match="'absent'"):
             backend().read("absent")
         assert [(r.method, r.status) for r in proxy.records] == [("GET", 404)]
+
+    # -- single PUTs through DirectRequests (direct_puts) ---------------------------------
+    # botocore's client calls carry amz-sdk-request ("attempt=1; max=6"); direct PUTs do not.
+
+    @pytest.mark.parametrize("signing", [True, False])
+    def test_small_puts_go_direct_in_one_signed_request(self, proxied, signing):
+        proxy, backend, direct = proxied
+        s3 = backend(payload_signing=signing)
+        value = bytes(range(256)) * 16
+        with (
+            _header_of_puts(proxy, "amz-sdk-request") as sdk,
+            _header_of_puts(proxy, "x-amz-content-sha256") as hashes,
+        ):
+            s3.write("k", [value[:1000], value[1000:]])
+            s3.write("empty", [])
+        assert sdk == ["", ""]
+        expected = [hashlib.sha256(v).hexdigest() for v in (value, b"")]
+        assert hashes == (expected if signing else ["UNSIGNED-PAYLOAD"] * 2)
+        assert [(r.method, r.status) for r in proxy.records] == [("PUT", 200)] * 2
+        assert direct.read("k") == value and direct.read("empty") == b""
+
+    def test_direct_puts_off_or_other_checksums_go_through_boto3(self, proxied):
+        proxy, backend, direct = proxied
+        with _header_of_puts(proxy, "amz-sdk-request") as sdk:
+            backend(direct_puts=False).write("a", [b"one"])
+            backend(checksums="when_supported").write("b", [b"two"])
+        assert all(sdk) and len(sdk) == 2
+        assert direct.read("a") == b"one" and direct.read("b") == b"two"
+
+    def test_direct_puts_of_unusual_keys_need_no_second_request(self, proxied):
+        proxy, backend, direct = proxied
+        s3 = backend()
+        for i, key in enumerate(ODD_KEYS):
+            proxy.records.clear()
+            s3.write(key, [f"value {i}".encode()])
+            assert [(r.method, r.status) for r in proxy.records] == [("PUT", 200)], key
+            assert direct.read(key) == f"value {i}".encode()
+
+    def test_direct_conditional_put_refuses_an_existing_key_in_one_request(self, proxied):
+        proxy, backend, direct = proxied
+        s3 = backend()
+        s3.write("new", [b"first"], if_absent=True)
+        proxy.records.clear()
+        with pytest.raises(ccstore.KeyExistsError, match="'new'"):
+            s3.write("new", [b"second"], if_absent=True)
+        assert [(r.method, r.status) for r in proxy.records] == [("PUT", 412)]
+        assert direct.read("new") == b"first"
+
+    @pytest.mark.parametrize("kind", ["503", "500", "reset"])
+    def test_transient_direct_put_faults_are_retried(self, proxied, kind):
+        proxy, backend, direct = proxied
+        s3 = backend(retries=4)
+        value = bytes(range(256)) * 512
+        with _header_of_puts(proxy, "amz-sdk-request") as sdk:  # sees every PUT: first
+            proxy.fail_next(2, kind, match=lambda r: r.method == "PUT")
+            s3.write("k", [value])
+        assert proxy.stats.snapshot().faults == 2 and sdk == [""] * 3
+        assert direct.read("k") == value
+
+    def test_refused_direct_put_is_repeated_through_boto3(self, proxied):
+        # e.g. credentials that expired after signing: boto3 refreshes them; the body is
+        # sent again from its start
+        proxy, backend, direct = proxied
+        value = bytes(range(256)) * 64
+        with _header_of_puts(proxy, "amz-sdk-request") as sdk:
+            proxy.fail_next(1, "403", match=lambda r: r.method == "PUT")
+            backend().write("k", [value[:10], value[10:]])
+        assert [r.status for r in proxy.records] == [403, 200] and sdk[0] == "" and sdk[1]
+        assert direct.read("k") == value
+
+    def test_failed_direct_put_gives_a_clear_error_and_keeps_the_old_value(self, proxied):
+        proxy, backend, direct = proxied
+        direct.write("k", [b"old"])
+        proxy.fail_next(10, "503", match=lambda r: r.method == "PUT")
+        with pytest.raises(BackendError, match=r"s3://.*/k failed after retries.*SlowDown"):
+            backend(retries=2).write("k", [b"new"])
+        assert proxy.stats.snapshot().faults == 3
+        assert direct.read("k") == b"old"
 
     def test_failed_presigned_read_never_shows_the_signed_url(self, proxied):
         import traceback

@@ -31,8 +31,8 @@ from .base import (
     http_range,
     scatter_stream,
 )
+from .s3_direct import DirectRequests, TransientResponse
 from .s3_parts import PartBody, Piece, cut_parts
-from .s3_presigned import PresignedGets, TransientResponse
 
 __all__ = ["S3Backend", "from_url"]
 
@@ -92,13 +92,16 @@ class S3Backend(Backend):
     uploads that carry a checksum, and the hash costs a core ~1 s per 1.4 GB.
     ``presigned_reads`` (default True) sends GETs to presigned URLs, signed once per key and
     reused for minutes (listings: once per page), through boto3's own HTTP session, skipping
-    botocore's per-request work and response parsing (see s3_presigned.py); other responses
+    botocore's per-request work and response parsing (see s3_direct.py); other responses
     than a body, a listing, a missing key or an unsatisfiable range are repeated through boto3
-    itself. ``retries`` bounds attempts per request (503 SlowDown, 500, throttling, connection
-    resets, timeouts mid-body) with exponential backoff and jitter (``retries`` counts retries
-    after the first attempt). ``part_size`` is the multipart part size; ``concurrency`` the
-    parts in flight and the connection pool size. ``create_bucket=True`` creates a missing
-    bucket.
+    itself. ``direct_puts`` (default True) sends single PUTs (objects smaller than a part) the
+    same way, signed as the client signs them; anything but a stored object or a failed
+    precondition is repeated through boto3. With ``checksums`` other than "when_required" PUTs
+    go through boto3, which adds the checksums. ``retries`` bounds attempts per request (503
+    SlowDown, 500, throttling, connection resets, timeouts mid-body) with exponential backoff
+    and jitter (``retries`` counts retries after the first attempt). ``part_size`` is the
+    multipart part size; ``concurrency`` the parts in flight and the connection pool size.
+    ``create_bucket=True`` creates a missing bucket.
     """
 
     scheme = "s3"
@@ -118,6 +121,7 @@ class S3Backend(Backend):
         checksums: str = "when_required",
         payload_signing: bool | None = None,
         presigned_reads: bool = True,
+        direct_puts: bool = True,
         retries: int = 5,
         connect_timeout: float = 10,
         read_timeout: float = 60,
@@ -138,6 +142,7 @@ class S3Backend(Backend):
             "checksums": checksums,
             "payload_signing": payload_signing,
             "presigned_reads": presigned_reads,
+            "direct_puts": direct_puts,
             "retries": retries,
             "connect_timeout": connect_timeout,
             "read_timeout": read_timeout,
@@ -300,7 +305,7 @@ class S3Backend(Backend):
         """GetObject's response (Body, ContentLength): through a presigned URL where
         ``presigned_reads`` allows and it can answer, else through the client."""
         if self._config["presigned_reads"]:
-            gets = self._presigned_gets
+            gets = self._direct
             response = gets.get(key, range_header) if gets is not None else None
             if response is not None:
                 return response
@@ -310,9 +315,9 @@ class S3Backend(Backend):
         return self._client.get_object(**kwargs)
 
     @functools.cached_property
-    def _presigned_gets(self) -> PresignedGets | None:
+    def _direct(self) -> DirectRequests | None:
         # Two threads racing here at most build a second (cheap, empty) URL cache.
-        return PresignedGets.for_client(self._client, self.bucket)
+        return DirectRequests.for_client(self._client, self.bucket)
 
     # -- the protocol -----------------------------------------------------------------------
 
@@ -394,6 +399,20 @@ class S3Backend(Backend):
             self._multipart(key, itertools.chain([first, second], bodies), conditional)
 
     def _put(self, key: str, body: PartBody, conditional: dict[str, str]) -> None:
+        # with other checksum settings the client adds checksum headers: leave it to them
+        c = self._config
+        direct = self._direct if c["direct_puts"] and c["checksums"] == "when_required" else None
+        if direct is not None:
+            headers = {"If-None-Match": "*"} if conditional else {}
+
+            def put() -> bool | None:
+                body.seek(0)
+                return direct.put(key, body, headers)
+
+            if self._with_stream_retries(put, key):
+                self.stats.record("writes", bytes_written=len(body))
+                return
+            body.seek(0)
         self._call(
             lambda: self._client.put_object(Bucket=self.bucket, Key=key, Body=body, **conditional),
             key,
@@ -556,8 +575,8 @@ class S3Backend(Backend):
 
     def _pages(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """ListObjectsV2 pages: through a presigned URL where ``presigned_reads`` allows and it
-        can answer (see s3_presigned.py), else through the client."""
-        gets = self._presigned_gets if self._config["presigned_reads"] else None
+        can answer (see s3_direct.py), else through the client."""
+        gets = self._direct if self._config["presigned_reads"] else None
         params = dict(kwargs)
         while True:
 
@@ -682,9 +701,8 @@ def from_url(url: str, options: dict[str, Any]) -> tuple[S3Backend, str]:
         raise ValueError(f"S3 URLs name a bucket: s3://bucket/prefix, not {url!r}")
     names = (
         "endpoint_url", "profile", "region", "anon", "session", "path_style", "checksums",
-        "payload_signing", "presigned_reads", "retries", "connect_timeout", "read_timeout",
-        "part_size",
-        "create_bucket",
+        "payload_signing", "presigned_reads", "direct_puts", "retries", "connect_timeout",
+        "read_timeout", "part_size", "create_bucket",
     )  # fmt: skip
     kwargs = {name: options.pop(name) for name in names if name in options}
     kwargs["concurrency"] = options.get("concurrency", 8)  # shared with the store: not popped

@@ -1,21 +1,24 @@
-"""GetObject and ListObjectsV2 requests without botocore's per-request machinery.
+"""S3 requests without botocore's per-call machinery: GetObject, ListObjectsV2, PutObject.
 
-A boto3 ``get_object`` call spends several milliseconds of CPU on parameter validation,
-endpoint rules, event hooks, signing and response parsing: on a small object or a ranged read
-that is most of the client's work. ``PresignedGets`` signs one GetObject URL per key with the
-client's own credentials (query-string SigV4; the ``Range`` header needs no signature), keeps
-it for a few minutes, and sends plain GETs through the client's own HTTP session, so the
-connection pool, proxies, TLS settings and timeouts are boto3's. The client signs one probe
-URL; later keys are signed by botocore's own query-string signer on the probe URL's base
-(``_KeySigner``), which skips the client's parameter validation, endpoint rules and hooks:
-half the cost of signing a key.
+A boto3 client call spends one to two milliseconds of CPU on parameter validation, endpoint
+rules, event hooks, signing and response parsing: on a small object or a ranged read that is
+most of the client's work. ``DirectRequests`` sends plain requests through the client's own
+HTTP session instead, so the connection pool, proxies, TLS settings and timeouts are boto3's,
+and signs them with botocore's own SigV4 signers and the client's credentials.
 
-It answers what it is sure of — the body of a 200/206, ``NoSuchKey`` (404), ``InvalidRange``
-(416), and throttling or server errors (429, 5xx: ``TransientResponse``, for the caller's
-retries) — and returns None for everything else (403 from expired credentials, redirects), for
-the caller to repeat the request through the client, which refreshes credentials, follows
-region redirects and words the error. Signed URLs are bearer tokens: errors raised here never
-contain one.
+GETs go to presigned URLs: one GetObject URL per key (query-string SigV4; the ``Range`` header
+needs no signature), kept for a few minutes. The client signs one probe URL; later keys are
+signed by botocore's query-string signer on the probe URL's base (``_KeySigner``), which skips
+the client's parameter validation, endpoint rules and hooks: half the cost of signing a key.
+PUTs of whole objects are signed in their headers, as the client signs them, body hash
+included where the client's ``payload_signing_enabled`` asks for it.
+
+It answers what it is sure of — a 200/206 body, a stored PUT, ``NoSuchKey`` (404),
+``InvalidRange`` (416), a failed precondition (412), and throttling or server errors (429,
+5xx: ``TransientResponse``, for the caller's retries) — and returns None for everything else
+(403 from expired credentials, redirects), for the caller to repeat the request through the
+client, which refreshes credentials, follows region redirects and words the error. Signed URLs
+are bearer tokens: errors raised here never contain one.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
-__all__ = ["PresignedGets", "TransientResponse"]
+__all__ = ["DirectRequests", "TransientResponse"]
 
 # A signed URL is valid for _LIFETIME seconds and reused for _REUSE of them, so a request
 # sent just before the reuse window ends still arrives well inside its validity.
@@ -90,16 +93,37 @@ class _KeySigner:
     def url(self, key: str) -> str:
         from botocore.auth import S3SigV4QueryAuth
         from botocore.awsrequest import AWSRequest
-        from botocore.utils import percent_encode
 
-        credentials = self.client._request_signer._credentials.get_frozen_credentials()
-        request = AWSRequest("GET", self.base + percent_encode(key, safe="/~"))
-        S3SigV4QueryAuth(credentials, self.service, self.region, _LIFETIME).add_auth(request)
+        request = AWSRequest("GET", self._object_url(key))
+        S3SigV4QueryAuth(self._credentials(), self.service, self.region, _LIFETIME).add_auth(
+            request
+        )
         return request.url
 
+    def put(self, key: str, body: Any, headers: dict[str, str]) -> Any:
+        """A PutObject request of ``body`` (file-like, sized) signed in its headers, with
+        the body's SHA-256 where the client's config asks for payload signing."""
+        from botocore.auth import S3SigV4Auth
+        from botocore.awsrequest import AWSRequest
 
-class PresignedGets:
-    """GETs of objects in ``bucket`` through ``client``'s HTTP session, with cached signed URLs."""
+        request = AWSRequest("PUT", self._object_url(key), dict(headers), body, stream_output=True)
+        # the signer reads payload_signing_enabled from the client's config, as for its calls
+        request.context["client_config"] = self.client.meta.config
+        S3SigV4Auth(self._credentials(), self.service, self.region).add_auth(request)
+        return request.prepare()
+
+    def _object_url(self, key: str) -> str:
+        from botocore.utils import percent_encode
+
+        return self.base + percent_encode(key, safe="/~")
+
+    def _credentials(self) -> Any:
+        return self.client._request_signer._credentials.get_frozen_credentials()
+
+
+class DirectRequests:
+    """Requests for objects in ``bucket`` through ``client``'s HTTP session: GETs to cached
+    presigned URLs, listings, and header-signed PUTs."""
 
     def __init__(self, client: Any, bucket: str) -> None:
         self._client = client
@@ -110,7 +134,7 @@ class PresignedGets:
         self._signer = _KeySigner.for_bucket(client, bucket)
 
     @classmethod
-    def for_client(cls, client: Any, bucket: str) -> PresignedGets | None:
+    def for_client(cls, client: Any, bucket: str) -> DirectRequests | None:
         """None if this botocore does not expose its HTTP session the way it is used here."""
         endpoint = getattr(client, "_endpoint", None)
         if not hasattr(getattr(endpoint, "http_session", None), "send"):
@@ -139,10 +163,14 @@ class PresignedGets:
 
     def _send(self, url: str, headers: dict[str, str], what: str) -> Any:
         from botocore.awsrequest import AWSPreparedRequest
+
+        return self._send_prepared(AWSPreparedRequest("GET", url, headers, None, True), what)
+
+    def _send_prepared(self, request: Any, what: str) -> Any:
         from botocore.exceptions import BotoCoreError
 
         try:
-            return self._session.send(AWSPreparedRequest("GET", url, headers, None, True))
+            return self._session.send(request)
         except BotoCoreError as e:
             # botocore's message quotes the URL, signature included
             raise ConnectionError(f"{what} failed: {type(e).__name__}") from None
@@ -189,6 +217,29 @@ class PresignedGets:
             metadata = {"HTTPStatusCode": status}
             raise ClientError({"Error": error, "ResponseMetadata": metadata}, "GetObject")
         self.forget(key)
+        return None
+
+    def put(self, key: str, body: Any, headers: dict[str, str]) -> bool | None:
+        """PutObject of ``body`` (file-like, sized, at its start) with extra ``headers``
+        (e.g. ``If-None-Match``): True once stored, a ClientError for a failed precondition,
+        or None: ask the client (rewind the body first)."""
+        from botocore.exceptions import ClientError
+
+        if self._signer is None:
+            return None
+        response = self._send_prepared(self._signer.put(key, body, headers), f"PUT of {key!r}")
+        document = response.raw.read(1 << 16)
+        response.raw.release_conn()
+        status = response.status_code
+        if status == 200:
+            return True
+        code = _error_code(document, status)
+        if status in _TRANSIENT:
+            raise TransientResponse(code, status)
+        if status == 412 or code == "ConditionalRequestConflict":  # 409: lost to a concurrent write
+            error = {"Code": code, "Message": f"HTTP {status}"}
+            metadata = {"HTTPStatusCode": status}
+            raise ClientError({"Error": error, "ResponseMetadata": metadata}, "PutObject")
         return None
 
 
