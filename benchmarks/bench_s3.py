@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import math
 import os
 import shutil
@@ -103,6 +104,11 @@ def main() -> None:
     )
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
+    if not args.no_docs and importlib.util.find_spec("matplotlib") is None:
+        parser.error(
+            "the docs section gets a plot, which needs matplotlib: "
+            "pip install -e '.[bench]', or pass --no-docs"
+        )
     args.run_prefix = f"ccstore-bench-{uuid.uuid4().hex[:8]}/" if args.bucket else ""
     args.shaped = bool(args.latency_ms or args.bandwidth_mbps)
     if args.endpoint and args.endpoint.startswith("https:") and args.shaped:

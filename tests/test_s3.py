@@ -566,11 +566,20 @@ class TestThroughFaultProxy:
         assert [r.status for r in proxy.records] == [403, 200] and sdk[0] == "" and sdk[1]
         assert direct.read("k") == value
 
-    def test_failed_direct_put_gives_a_clear_error_and_keeps_the_old_value(self, proxied):
+    @pytest.mark.parametrize(
+        ("kind", "message"),
+        [
+            ("503", r"S3 request for s3://.*/k failed after retries.*SlowDown"),
+            ("reset", r"writing s3://.*/k failed 3 times"),
+        ],
+    )
+    def test_failed_direct_put_gives_a_clear_error_and_keeps_the_old_value(
+        self, proxied, kind, message
+    ):
         proxy, backend, direct = proxied
         direct.write("k", [b"old"])
-        proxy.fail_next(10, "503", match=lambda r: r.method == "PUT")
-        with pytest.raises(BackendError, match=r"s3://.*/k failed after retries.*SlowDown"):
+        proxy.fail_next(10, kind, match=lambda r: r.method == "PUT")
+        with pytest.raises(BackendError, match=message):
             backend(retries=2).write("k", [b"new"])
         assert proxy.stats.snapshot().faults == 3
         assert direct.read("k") == b"old"

@@ -280,7 +280,7 @@ class S3Backend(Backend):
         except BotoCoreError as e:
             raise BackendError(f"S3 request for {self.url}/{key} failed: {e}") from e
 
-    def _with_stream_retries(self, fn: Callable[[], T], key: str) -> T:
+    def _with_stream_retries(self, fn: Callable[[], T], key: str, doing: str = "reading") -> T:
         """Retry a request whose response body failed mid-stream, with backoff and jitter."""
         attempts = self._config["retries"] + 1
         for attempt in range(attempts):
@@ -296,7 +296,7 @@ class S3Backend(Backend):
                     if isinstance(e, TransientResponse):
                         message = f"S3 request for {where} failed after retries: {e}"
                     else:
-                        message = f"reading {where} failed {attempts} times mid-transfer: {e}"
+                        message = f"{doing} {where} failed {attempts} times mid-transfer: {e}"
                     raise BackendError(message) from e
             time.sleep(min(0.1 * 2**attempt, 5) * (0.5 + random.random()))
         raise AssertionError("unreachable")
@@ -409,7 +409,7 @@ class S3Backend(Backend):
                 body.seek(0)
                 return direct.put(key, body, headers)
 
-            if self._with_stream_retries(put, key):
+            if self._with_stream_retries(put, key, "writing"):
                 self.stats.record("writes", bytes_written=len(body))
                 return
             body.seek(0)
