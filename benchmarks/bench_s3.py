@@ -42,7 +42,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
 import envs  # noqa: E402
 import s3_peers  # noqa: E402
-from harness import median_of, physical_references, table  # noqa: E402
+from harness import physical_references, table  # noqa: E402
 from report import write_section  # noqa: E402
 from s3_peers import LIBRARIES, POINTS, expected_digests  # noqa: E402
 
@@ -155,56 +155,71 @@ def run(proxy, direct: str, bucket: str, libraries: list[str], args) -> list[dic
     through the proxy for every library alike. With added latency or a bandwidth cap
     everything goes through the proxy; without a proxy (https) nothing is counted. Partial
     reads are checked against the array every library uploaded, listings against the number
-    of small objects."""
-    from harness import measure
+    of small objects.
+
+    Workloads run one after the other, and within a workload the libraries take turns run
+    by run, so that a slow stretch of this shared machine falls on every library of a
+    workload rather than on whichever ran during it."""
+    from harness import measure, median_result
 
     nbytes = args.mib << 20
     side = math.isqrt(nbytes // 4)  # the shape s3_peers._array gives the large array
     shape = [nbytes // 4 // side, side]
     expected = expected_digests(nbytes, shape)
+    pythons = {lib: envs.python_for(ENV_OF[lib]) if ENV_OF[lib] else None for lib in libraries}
+
+    def large(library: str) -> dict:
+        return {"bucket": bucket, "key": f"{args.run_prefix}{library}/large", "nbytes": nbytes}
+
+    def small(library: str) -> dict:
+        prefix = f"{args.run_prefix}{library}/small"
+        return {"bucket": bucket, "prefix": prefix, "count": args.small}
+
+    def sliced(library: str) -> dict:
+        return large(library) | {"shape": shape}
+
     rows = []
-    for library in libraries:
-        python = envs.python_for(ENV_OF[library]) if ENV_OF[library] else None
-        key = f"{args.run_prefix}{library}/large"
-        large = {"bucket": bucket, "key": key, "nbytes": nbytes}
-        small = {
-            "bucket": bucket,
-            "prefix": f"{args.run_prefix}{library}/small",
-            "count": args.small,
-        }
-        for workload, op, params, runs, timed_direct in (
-            ("upload", "upload", large, args.runs, True),
-            ("download", "download", large, args.runs, True),
-            ("row", "row", large | {"shape": shape}, args.runs, False),
-            ("column", "column", large | {"shape": shape}, args.runs, False),
-            ("points", "points", large | {"shape": shape}, args.runs, False),
-            ("small put", "small_put", small, 1, False),
-            ("small get", "small_get", small, 1, False),
-            ("list", "list", small, args.runs, False),  # lists what small put wrote
-        ):
-            operation = s3_peers.operation(library, op)
-            if operation is None:
-                continue
-            if proxy is None:
-                result = median_of(runs, operation, python, endpoint=direct, **params)
-                wire, counted_runs = None, 1
-            elif timed_direct:
-                endpoint = proxy.url if args.shaped else direct
-                result = median_of(runs, operation, python, endpoint=endpoint, **params)
+    for workload, op, params_of, runs, timed_direct in (
+        ("upload", "upload", large, args.runs, True),
+        ("download", "download", large, args.runs, True),
+        ("row", "row", sliced, args.runs, False),
+        ("column", "column", sliced, args.runs, False),
+        ("points", "points", sliced, args.runs, False),
+        ("small put", "small_put", small, 1, False),
+        ("small get", "small_get", small, 1, False),
+        ("list", "list", small, args.runs, False),  # lists what small put wrote
+    ):
+        operations = {lib: s3_peers.operation(lib, op) for lib in libraries}
+        taking_part = [lib for lib in libraries if operations[lib] is not None]
+        # timed straight to the server: only the counting run goes through the proxy
+        counted = proxy is not None and not timed_direct
+        endpoint = direct if proxy is None or (timed_direct and not args.shaped) else proxy.url
+        results: dict[str, list] = {lib: [] for lib in taking_part}
+        wire = {lib: None for lib in taking_part}
+        for _ in range(runs):
+            for lib in taking_part:
+                before = proxy.stats.snapshot() if counted else None
+                results[lib].append(
+                    measure(operations[lib], pythons[lib], endpoint=endpoint, **params_of(lib))
+                )
+                if counted:
+                    used = proxy.stats.snapshot() - before
+                    wire[lib] = used if wire[lib] is None else wire[lib] + used
+        for lib in taking_part:
+            result, counted_runs = median_result(results[lib]), runs
+            if proxy is not None and timed_direct:
                 before = proxy.stats.snapshot()
-                measure(operation, python, endpoint=proxy.url, warm=False, **params)
-                wire, counted_runs = proxy.stats.snapshot() - before, 1
-            else:
-                before = proxy.stats.snapshot()
-                result = median_of(runs, operation, python, endpoint=proxy.url, **params)
-                wire, counted_runs = proxy.stats.snapshot() - before, runs
+                params = params_of(lib)
+                measure(operations[lib], pythons[lib], endpoint=proxy.url, warm=False, **params)
+                wire[lib], counted_runs = proxy.stats.snapshot() - before, 1
             if op in expected and result.extra.get("digest") != expected[op]:
-                raise AssertionError(f"{library} {workload}: values differ from the array")
-            requests = wire.requests / counted_runs if wire else math.nan
-            wire_bytes = (wire.bytes_in + wire.bytes_out) / counted_runs if wire else math.nan
+                raise AssertionError(f"{lib} {workload}: values differ from the array")
+            used = wire[lib]
+            requests = used.requests / counted_runs if used else math.nan
+            wire_bytes = (used.bytes_in + used.bytes_out) / counted_runs if used else math.nan
             rows.append(
                 {
-                    "library": library,
+                    "library": lib,
                     "workload": workload,
                     "seconds": result.seconds,
                     "rss": result.peak_rss - result.baseline_rss,
@@ -215,7 +230,7 @@ def run(proxy, direct: str, bucket: str, libraries: list[str], args) -> list[dic
                 }
             )
             print(
-                f"{library:12s} {workload:10s} {result.seconds:8.3f} s  {requests:8.0f} requests",
+                f"{lib:12s} {workload:10s} {result.seconds:8.3f} s  {requests:8.0f} requests",
                 flush=True,
             )
     return rows
@@ -283,7 +298,8 @@ def report(rows: list[dict], server: str, args, references: dict[str, float]) ->
         f"one column of the large array; points: {POINTS} random elements of it (seeded, the "
         f"same for every library); list: the keys of the small objects. {zarr_note}Time "
         f"ratio = library time / ccstore time (> 1: ccstore faster); median of {args.runs} "
-        f"fresh-process runs for the large array and the listing, 1 for small puts and gets. "
+        f"fresh-process runs for the large array and the listing, 1 for small puts and gets; "
+        f"within a workload the libraries take turns, run by run. "
         f"{reference_text(references, args.reference_mib)}\n\n"
         + table(
             [

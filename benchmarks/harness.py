@@ -107,10 +107,10 @@ def measure(operation: str, python: str | None = None, **kwargs: Any) -> Result:
 
 def median_of(runs: int, operation: str, python: str | None = None, **kwargs: Any) -> Result:
     """The run with the median time out of ``runs`` fresh-process runs (peak RSS: the max)."""
-    return _median([measure(operation, python, **kwargs) for _ in range(runs)])
+    return median_result([measure(operation, python, **kwargs) for _ in range(runs)])
 
 
-def _median(results: list[Result]) -> Result:
+def median_result(results: list[Result]) -> Result:
     """The median-time result, with the max peak RSS and the relative spread of the times."""
     results = sorted(results, key=lambda r: r.seconds)
     middle = results[len(results) // 2]
@@ -134,7 +134,7 @@ def interleaved(
     for _ in range(runs):
         for label, (operation, kwargs) in cases.items():
             results[label].append(measure(operation, python, **kwargs))
-    return {label: _median(rs) for label, rs in results.items()}
+    return {label: median_result(rs) for label, rs in results.items()}
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -112,6 +112,11 @@ class TrafficSnapshot:
             *(getattr(self, f.name) - getattr(other, f.name) for f in fields(self))
         )
 
+    def __add__(self, other: TrafficSnapshot) -> TrafficSnapshot:
+        return TrafficSnapshot(
+            *(getattr(self, f.name) + getattr(other, f.name) for f in fields(self))
+        )
+
 
 class _Traffic:
     def __init__(self) -> None:
