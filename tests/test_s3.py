@@ -421,6 +421,24 @@ class TestThroughFaultProxy:
         used = proxy.stats.snapshot() - before
         assert (used.requests, used.connections) == (16, 0)
 
+    def test_a_slow_part_does_not_hold_back_the_parts_behind_it(self, proxied):
+        # part 1 stalls, then its connection closes and botocore sends it again; meanwhile
+        # the other parts go, two at a time, as each one finishes
+        proxy, backend, direct = proxied
+        s3 = backend(part_size=5 << 20, concurrency=2)
+        data = np.random.default_rng(3).bytes((4 * 5 << 20) + 1000)  # 5 parts
+
+        def first_part(request) -> bool:
+            return request.method == "PUT" and request.query.get("partNumber") == ["1"]
+
+        proxy.fail_next(1, "stall", match=first_part, stall=3.0)
+        s3.write("k", [data])
+        parts = [int(r.query["partNumber"][0]) for r in proxy.records if "partNumber" in r.query]
+        assert sorted(parts) == [1, 1, 2, 3, 4, 5]
+        second_try = [i for i, number in enumerate(parts) if number == 1][1]
+        assert second_try > parts.index(5)  # part 1 was sent again after part 5 went
+        assert direct.read("k") == data
+
     def test_uploads_do_not_wait_for_100_continue(self, proxied):
         # botocore asks for "Expect: 100-continue" on file-like bodies: a round trip per put
         proxy, backend, direct = proxied

@@ -17,7 +17,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 from ..errors import BackendError, KeyExistsError, KeyNotFoundError
@@ -427,7 +427,7 @@ class S3Backend(Backend):
             lambda: client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"], key
         )
         self.stats.record("writes")
-        in_flight: list[Future] = []
+        in_flight: set[Future] = set()
         done: list[dict[str, Any]] = []
 
         def upload(number: int, pieces: list[Piece]) -> dict[str, Any]:
@@ -442,12 +442,17 @@ class S3Backend(Backend):
             return {"PartNumber": number, "ETag": response["ETag"]}
 
         try:
+            # the next part goes as soon as any part is done: a slow part (a retry, a slow
+            # server node) does not hold back the ones behind it
             for number, pieces in enumerate(parts, 1):
-                while len(in_flight) >= concurrency:
-                    done.append(in_flight.pop(0).result())
-                in_flight.append(self._uploads.submit(upload, number, pieces))
+                if len(in_flight) >= concurrency:
+                    finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                    done.extend(future.result() for future in finished)
+                in_flight.add(self._uploads.submit(upload, number, pieces))
             while in_flight:
-                done.append(in_flight.pop(0).result())
+                finished, in_flight = wait(in_flight, return_when=FIRST_EXCEPTION)
+                done.extend(future.result() for future in finished)
+            done.sort(key=lambda part: part["PartNumber"])
             self._call(
                 lambda: client.complete_multipart_upload(
                     Bucket=self.bucket,
