@@ -212,8 +212,7 @@ def write_object(
         offset = len(MAGIC)
         index = np.empty(len(tasks), INDEX_ENTRY)
         tables: dict[int, list[int]] = {p: [] for p, size in enumerate(page_bytes) if size}
-        # one chunk (a small object) is encoded here: a thread hop would cost more than it
-        results = ordered_map(executor if len(tasks) > 1 else None, encode, tasks, window)
+        results = ordered_map(executor, encode, tasks, window)
         for (number, p, _), (pieces, sums, raw) in zip(tasks, results):
             nbytes = sum(memoryview(piece).nbytes for piece in pieces)
             index[number] = (offset, nbytes, sums.crc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
 from collections import deque
@@ -35,9 +36,13 @@ def ordered_map(
     """``map(fn, items)`` run ``window`` at a time on ``executor``, yielding results in order.
 
     At most ``window`` results exist at once, which bounds memory when results are large. If the
-    consumer stops early, work not yet started is cancelled.
+    consumer stops early, work not yet started is cancelled. A single item runs in the calling
+    thread: a thread hop would cost more than it saves (~0.1 ms per small object written).
     """
-    if executor is None or window <= 1:
+    rest = iter(items)
+    head = list(itertools.islice(rest, 2))
+    items = itertools.chain(head, rest)
+    if executor is None or window <= 1 or len(head) < 2:
         yield from map(fn, items)
         return
     pending: deque[Future[R]] = deque()
