@@ -190,16 +190,13 @@ class DirectRequests:
         document = response.raw.read()
         response.raw.release_conn()
         if response.status_code != 200:
-            if response.status_code in _TRANSIENT:
-                code = _error_code(document, response.status_code)
-                raise TransientResponse(code, response.status_code)
+            _lasting_error_code(document, response.status_code)  # or TransientResponse
             return None
         return parse_listing(document)
 
     def get(self, key: str, range_header: str | None) -> dict[str, Any] | None:
         """``{"Body": StreamingBody, "ContentLength": n}`` as ``get_object`` returns it, a
         ClientError for a missing key or an unsatisfiable range, or None: ask the client."""
-        from botocore.exceptions import ClientError
         from botocore.response import StreamingBody
 
         headers = {"Range": range_header} if range_header else {}
@@ -210,13 +207,9 @@ class DirectRequests:
             return {"Body": StreamingBody(raw, length), "ContentLength": length}
         document = raw.read(1 << 16)
         raw.release_conn()
-        code = _error_code(document, status)
-        if status in _TRANSIENT:
-            raise TransientResponse(code, status)
+        code = _lasting_error_code(document, status)
         if status in (404, 416):
-            error = {"Code": code, "Message": f"HTTP {status}"}
-            metadata = {"HTTPStatusCode": status}
-            raise ClientError({"Error": error, "ResponseMetadata": metadata}, "GetObject")
+            raise _client_error(code, status, "GetObject")
         self.forget(key)
         return None
 
@@ -224,8 +217,6 @@ class DirectRequests:
         """PutObject of ``body`` (file-like, sized, at its start) with extra ``headers``
         (e.g. ``If-None-Match``): True once stored, a ClientError for a failed precondition,
         or None: ask the client (rewind the body first)."""
-        from botocore.exceptions import ClientError
-
         if self._signer is None:
             return None
         response = self._send_prepared(self._signer.put(key, body, headers), f"PUT of {key!r}")
@@ -234,17 +225,25 @@ class DirectRequests:
         status = response.status_code
         if status == 200:
             return True
-        code = _error_code(document, status)
-        if status in _TRANSIENT:
-            raise TransientResponse(code, status)
+        code = _lasting_error_code(document, status)
         if status == 412 or code == "ConditionalRequestConflict":  # 409: lost to a concurrent write
-            error = {"Code": code, "Message": f"HTTP {status}"}
-            metadata = {"HTTPStatusCode": status}
-            raise ClientError({"Error": error, "ResponseMetadata": metadata}, "PutObject")
+            raise _client_error(code, status, "PutObject")
         return None
 
 
-def _error_code(document: bytes, status: int) -> str:
-    """The S3 error code an error response's body names, else its HTTP status."""
+def _lasting_error_code(document: bytes, status: int) -> str:
+    """The S3 error code an error response's body names, else its HTTP status; throttling and
+    server errors raise TransientResponse, for the caller's retries."""
     match = _ERROR_CODE.search(document)
-    return match.group(1).decode("ascii", "replace") if match else str(status)
+    code = match.group(1).decode("ascii", "replace") if match else str(status)
+    if status in _TRANSIENT:
+        raise TransientResponse(code, status)
+    return code
+
+
+def _client_error(code: str, status: int, operation: str) -> Exception:
+    """The ClientError boto3 raises for this error response, for the caller's error mapping."""
+    from botocore.exceptions import ClientError
+
+    error = {"Code": code, "Message": f"HTTP {status}"}
+    return ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": status}}, operation)

@@ -25,7 +25,14 @@ _TRUNCATED = re.compile(rb"<IsTruncated>([^<]*)</IsTruncated>")
 _TOKEN = re.compile(rb"<NextContinuationToken>([^<]*)</NextContinuationToken>")
 _ENCODING = re.compile(rb"<EncodingType>([^<]*)</EncodingType>")
 _REFERENCE = re.compile(r"&(?:(amp|lt|gt|quot|apos)|#([0-9]{1,7})|#x([0-9a-fA-F]{1,6}));")
-_TAG_PATTERNS: dict[bytes, re.Pattern[bytes]] = {}
+# an element opening: its name, then whitespace (attributes), "/>" or ">"
+_OPENING = {
+    name: re.compile(b"<" + name + rb"[\s/>]")
+    for name in (
+        b"Key", b"Contents", b"CommonPrefixes", b"IsTruncated", b"NextContinuationToken",
+        b"EncodingType",
+    )
+}  # fmt: skip
 _ENCODED_LINE_BREAK = re.compile(rb"%0[aA]")
 _NAMED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
 
@@ -74,26 +81,23 @@ def _scan(document: bytes) -> dict[str, Any] | None:
 
 def _tags(name: bytes, document: bytes) -> int:
     """How many elements named ``name`` open in ``document``."""
-    pattern = _TAG_PATTERNS.get(name)
-    if pattern is None:
-        pattern = _TAG_PATTERNS[name] = re.compile(rb"<" + name + rb"[\s/>]")
-    return len(pattern.findall(document))
+    return len(_OPENING[name].findall(document))
 
 
 def _texts(raws: list[bytes], encoded: bool) -> list[str]:
     """The text of each element, percent-decoded if ``encoded``: all in one pass where the
     raw texts hold no line break, entity or encoded line break (joined by line breaks, which
     neither XML nor percent-decoding can then add or remove), else one by one."""
+    if not raws:
+        return []
     blob = b"\n".join(raws)
     if (
         b"&" in blob
-        or blob.count(b"\n") != max(len(raws) - 1, 0)
+        or blob.count(b"\n") != len(raws) - 1
         or (encoded and _ENCODED_LINE_BREAK.search(blob))
     ):
         texts = [_xml_text(raw) for raw in raws]
         return [unquote_plus(text) for text in texts] if encoded else texts
-    if not raws:
-        return []
     if encoded:  # as unquote_plus: "+" is a space, bytes are UTF-8, invalid ones replaced
         return unquote_to_bytes(blob.replace(b"+", b" ")).decode("utf-8", "replace").split("\n")
     return blob.decode("utf-8").split("\n")
