@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -34,12 +34,14 @@ from .lazy import LazyArray
 from .options import StoreOptions
 from .reader import IOContext, read_arrays, verify_object
 from .stats import Stats
-from .transfer import Progress, ProgressOption
+from .transfer import Progress, ProgressOption, ordered_map
 
 __all__ = ["ObjectInfo", "Store", "open", "rotate_key"]
 
 _UNSET: Any = object()
 _DIRECTORY: Any = object()  # _open's marker for a prefix with objects below it
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -60,12 +62,26 @@ class ObjectInfo:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+# Marks the threads that run whole-object operations of a batch (see _Runtime.for_each).
+_object_thread = threading.local()
+
+
+def _mark_object_thread() -> None:
+    _object_thread.active = True
+
+
 class _Runtime:
-    """Per-process resources shared by a store and its views: the worker threads."""
+    """Per-process resources shared by a store and its views: the worker threads.
+
+    Two pools: ``executor`` for the pieces of one object (chunk encodings and reads), and
+    one for whole objects of a batch (``update``, ``load_many``). Each object of a batch
+    hands its pieces to ``executor``, so neither pool ever waits on its own queue.
+    """
 
     def __init__(self, workers: int) -> None:
         self._workers = workers
         self._executor: ThreadPoolExecutor | None = None
+        self._objects: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
     @property
@@ -75,11 +91,27 @@ class _Runtime:
                 self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="ccstore")
             return self._executor
 
+    def for_each(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+        """``map(fn, items)`` with up to ``workers`` items at a time, results in order. Called
+        from inside a batch (a dict value stored as a tree), it runs in the calling thread."""
+        if getattr(_object_thread, "active", False):
+            return map(fn, items)
+        with self._lock:
+            if self._objects is None:
+                self._objects = ThreadPoolExecutor(
+                    self._workers,
+                    thread_name_prefix="ccstore-object",
+                    initializer=_mark_object_thread,
+                )
+            pool = self._objects
+        return ordered_map(pool, fn, items, self._workers)
+
     def close(self) -> None:
         with self._lock:
-            if self._executor is not None:
-                self._executor.shutdown(wait=True)
-                self._executor = None
+            pools, self._executor, self._objects = (self._executor, self._objects), None, None
+        for pool in pools:
+            if pool is not None:
+                pool.shutdown(wait=True)
 
 
 def _encode_window(concurrency: int) -> int:
@@ -222,6 +254,24 @@ class Store(MutableMapping[str, Any]):
             return self._load_tree(key, allow, progress) if value is _DIRECTORY else value
         return self._materialize(key, layout, allow, progress)
 
+    def load_many(
+        self,
+        keys: Iterable[str],
+        *,
+        allow_pickle: bool | None = None,
+        progress: ProgressOption = None,
+    ) -> dict[str, Any]:
+        """``{key: store.load(key)}`` for every key, in the order given, read up to
+        ``concurrency`` objects at a time. Many small objects load that many times faster
+        than one by one, as each costs a round trip. The first error in key order (e.g.
+        KeyNotFoundError) is raised once the reads in flight have settled."""
+        wanted = list(dict.fromkeys(keys))
+
+        def load(key: str) -> Any:
+            return self.load(key, allow_pickle=allow_pickle, progress=progress)
+
+        return dict(zip(wanted, self._runtime.for_each(load, wanted)))
+
     def _materialize(
         self, key: str, layout: ObjectLayout, allow_pickle: bool, progress: ProgressOption
     ) -> Any:
@@ -234,16 +284,16 @@ class Store(MutableMapping[str, Any]):
     def _load_tree(self, key: str, allow_pickle: bool, progress: ProgressOption) -> dict:
         tree: dict[str, Any] = {}
         base = self._key(key) + "/"
-        for full in self.backend.list(base):
+        below = {full: full[len(self.prefix) :] for full in self.backend.list(base)}
+        values = self.load_many(below.values(), allow_pickle=allow_pickle, progress=progress)
+        for full, inner in below.items():
             *parents, leaf = full[len(base) :].split("/")
             node = tree
             for name in parents:
                 node = node.setdefault(name, {})
                 if not isinstance(node, dict):
                     raise CorruptObjectError(full, f"{name!r} is both an object and a prefix")
-            node[leaf] = self.load(
-                full[len(self.prefix) :], allow_pickle=allow_pickle, progress=progress
-            )
+            node[leaf] = values[inner]
         return tree
 
     def info(self, key: str) -> ObjectInfo:
@@ -342,6 +392,20 @@ class Store(MutableMapping[str, Any]):
     def __setitem__(self, key: str, value: Any) -> None:
         self.put(key, value)
 
+    def update(
+        self, other: Mapping[str, Any] | Iterable[tuple[str, Any]] = (), /, **kwargs: Any
+    ) -> None:
+        """Store every item of ``other`` (a mapping or (key, value) pairs) and ``kwargs``, as
+        ``dict.update`` does, writing up to ``concurrency`` objects at a time. Each object is
+        replaced atomically, as by ``put``. If one fails, the writes in flight finish, no
+        others start, and the first error in item order is raised: the objects written
+        before it stay written, the rest keep their old values."""
+        items = dict(other, **kwargs)
+        for key in items:
+            self._check_writable(key)
+        for _ in self._runtime.for_each(lambda item: self.put(*item), items.items()):
+            pass
+
     def put(
         self,
         key: str,
@@ -421,11 +485,12 @@ class Store(MutableMapping[str, Any]):
         return keyring.current
 
     def _put_tree(self, key: str, tree: dict, **options: Any) -> None:
-        """Store each leaf of a nested dict under ``key/<path>``; drop what the old value had."""
-        written = set()
-        for path, value in _leaves(key, tree):
-            self.put(f"{key}/{path}", value, **options)
-            written.add(self._key(f"{key}/{path}"))
+        """Store each leaf of a nested dict under ``key/<path>`` (concurrently, as
+        ``update``); drop what the old value had."""
+        leaves = {f"{key}/{path}": value for path, value in _leaves(key, tree)}
+        for _ in self._runtime.for_each(lambda item: self.put(*item, **options), leaves.items()):
+            pass
+        written = {self._key(leaf) for leaf in leaves}
         full = self._key(key)
         stale = [k for k in self.backend.list(full + "/") if k not in written]
         if self.backend.exists(full):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import pickle
+import threading
+import time
 from collections import OrderedDict
 from fractions import Fraction
 
@@ -13,6 +15,7 @@ import scipy.sparse as sp
 from conftest import fix_checksums, stored_index
 
 import ccstore
+import ccstore.backends.memory
 from ccstore import (
     CorruptObjectError,
     InvalidKeyError,
@@ -570,3 +573,107 @@ def test_importing_ccstore_leaves_scipy_unimported():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+class TestBatches:
+    def test_update_and_load_many_round_trip_every_kind(self, store):
+        values = {
+            "a": np.arange(12, dtype="<i4").reshape(3, 4),
+            "deep/b": "text",
+            "c": b"\x00raw",
+            "t": {"x": np.ones(3), "y": {"z": 1.5}},
+        }
+        store.update(values, d=[1, 2])
+        assert sorted(store) == ["a", "c", "d", "deep/b", "t/x", "t/y/z"]
+        loaded = store.load_many(["c", "a", "t", "deep/b", "d", "a"])
+        assert list(loaded) == ["c", "a", "t", "deep/b", "d"]
+        assert_same_array(loaded["a"], values["a"])
+        assert (loaded["c"], loaded["deep/b"], loaded["d"]) == (b"\x00raw", "text", [1, 2])
+        assert_same_array(loaded["t"]["x"], values["t"]["x"])
+        assert loaded["t"]["y"] == {"z": 1.5}
+        assert store.load_many([]) == {}
+
+    def test_update_takes_pairs_and_the_last_value_of_a_key_wins(self, store):
+        store["a"] = 0
+        store.update([("a", 1), ("b", 2), ("a", 3)])
+        assert store.load_many(["a", "b"]) == {"a": 3, "b": 2}
+
+    def test_load_many_names_the_missing_key(self, store):
+        store.update(a=1, b=2)
+        with pytest.raises(KeyNotFoundError, match="'nope'"):
+            store.load_many(["a", "nope", "b"])
+
+    def test_update_of_a_read_only_store_writes_nothing(self, backend):
+        writable = ccstore.Store(backend, "p")
+        reader = ccstore.Store(backend, "p", writable.options.updated(read_only=True))
+        with pytest.raises(ReadOnlyError, match="'a'"):
+            reader.update(a=1, b=2)
+        assert list(writable) == []
+
+    def test_a_failed_write_in_update_keeps_the_old_value(self, store):
+        store["bad"] = "old"
+        with pytest.raises(UnsupportedValueError, match="pickling it failed"):
+            store.update({"a": 1, "bad": lambda: 1})
+        assert store.load_many(["a", "bad"]) == {"a": 1, "bad": "old"}
+
+
+class _RendezvousBackend(ccstore.backends.memory.MemoryBackend):
+    """A memory backend whose first write and first read of each key below "b/" wait until
+    ``parties`` such calls are in progress at once: serial callers break the barrier."""
+
+    def __init__(self, parties: int, slow_write: str = "", failed_write: str = "") -> None:
+        super().__init__(f"rendezvous-{id(self)}")
+        self.barrier = threading.Barrier(parties, timeout=5)
+        self.slow_write, self.failed_write = slow_write, failed_write
+        self.seen: set[tuple[str, str]] = set()
+        self.lock = threading.Lock()
+
+    def _meet(self, kind: str, key: str) -> None:
+        with self.lock:
+            first = key.startswith("b/") and (kind, key) not in self.seen
+            self.seen.add((kind, key))
+        if first:
+            self.barrier.wait()
+
+    def write(self, key, parts, *, if_absent=False):
+        if key == self.failed_write:
+            time.sleep(0.1)
+            raise RuntimeError(f"injected failure writing {key!r}")
+        if key == self.slow_write:
+            time.sleep(0.5)
+        self._meet("write", key)
+        return super().write(key, parts, if_absent=if_absent)
+
+    def read(self, key, byte_range=None):
+        self._meet("read", key)
+        return super().read(key, byte_range)
+
+
+class TestBatchConcurrency:
+    def test_update_and_load_many_keep_several_objects_in_flight(self):
+        store = ccstore.Store(_RendezvousBackend(3), options=ccstore.StoreOptions(concurrency=3))
+        values = {f"b/{i}": np.full(5, i) for i in range(3)}
+        store.update(values)  # one by one, the first write would wait for the others: 5 s
+        for key, value in store.load_many(values).items():
+            assert_same_array(value, values[key])
+
+    @pytest.mark.timeout(30, method="thread")  # a batch waiting on its own threads hangs
+    @pytest.mark.parametrize("concurrency", [1, 2])
+    def test_trees_inside_a_batch_do_not_wait_on_their_own_threads(self, concurrency):
+        store = ccstore.open("memory://", concurrency=concurrency)
+        trees = {f"t{i}": {"x": np.arange(i + 1), "y": {"z": i}} for i in range(4)}
+        store.update(trees)
+        loaded = store.load_many(trees)
+        for key, tree in trees.items():
+            assert_same_array(loaded[key]["x"], tree["x"])
+            assert loaded[key]["y"] == tree["y"]
+
+    def test_update_raises_only_after_the_writes_in_flight_are_done(self):
+        store = ccstore.Store(
+            _RendezvousBackend(1, slow_write="slow", failed_write="bad"),
+            options=ccstore.StoreOptions(concurrency=2),
+        )
+        with pytest.raises(RuntimeError, match="injected failure writing 'bad'"):
+            store.update({"bad": 1, "slow": np.zeros(3)})
+        assert_same_array(store.load("slow"), np.zeros(3))
+        assert "bad" not in store
