@@ -737,3 +737,20 @@ def test_uncompressed_upload_holds_no_part_buffers(backend, endpoint):
     assert peak < 2 * GATHER_BYTES + (1 << 20), f"peak {peak / 2**20:.1f} MiB"
     a = np.random.default_rng(0).standard_normal((2048, 4096), dtype=np.float32)
     assert ccstore.Store(backend).load("big").tobytes() == a.tobytes()
+
+
+def test_direct_requests_go_through_a_configured_proxy(endpoint, monkeypatch):
+    """Direct requests skip the session's per-request work only where no proxy applies: with
+    one configured, they go to it (here a closed port), as the client's calls do."""
+    backend = make_s3_backend(endpoint)
+    backend.write("k", [b"value"])
+    assert backend.read("k") == b"value"  # straight to the server, through the direct pool
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    proxied = S3Backend(
+        backend.bucket, endpoint_url=endpoint.endpoint_url, region=endpoint.region, retries=0
+    )
+    with pytest.raises(BackendError, match=r"GET of 'k' failed: Proxy") as caught:
+        proxied.read("k")
+    assert "Signature" not in str(caught.value)

@@ -4,7 +4,10 @@ A boto3 client call spends one to two milliseconds of CPU on parameter validatio
 rules, event hooks, signing and response parsing: on a small object or a ranged read that is
 most of the client's work. ``DirectRequests`` sends plain requests through the client's own
 HTTP session instead, so the connection pool, proxies, TLS settings and timeouts are boto3's,
-and signs them with botocore's own SigV4 signers and the client's credentials.
+and signs them with botocore's own SigV4 signers and the client's credentials. Without a
+proxy, requests go straight to the urllib3 connection pool the session keeps for the
+endpoint: the session's own ``send`` spent a quarter of a small GET's CPU finding that pool
+again (parsing a 300-character signed URL) and wrapping the response.
 
 GETs go to presigned URLs: one GetObject URL per key (query-string SigV4; the ``Range`` header
 needs no signature), kept for a few minutes. The client signs one probe URL; later keys are
@@ -52,6 +55,7 @@ _SIGV4_QUERY = {
 
 
 _TRANSIENT = {429, 500, 502, 503, 504}
+_ORIGIN = re.compile(r"^https?://[^/?#]+")
 
 
 class TransientResponse(Exception):
@@ -134,6 +138,7 @@ class DirectRequests:
         self._urls: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
         self._signer = _KeySigner.for_bucket(client, bucket)
+        self._pools: dict[str, Any] = {}  # origin -> urllib3 pool, or None: use the session
 
     @classmethod
     def for_client(cls, client: Any, bucket: str) -> DirectRequests | None:
@@ -163,19 +168,51 @@ class DirectRequests:
     def forget(self, key: str) -> None:
         self._urls.pop(key, None)
 
-    def _send(self, url: str, headers: dict[str, str], what: str) -> Any:
+    def _send(self, method: str, url: str, headers: Any, body: Any = None, *, what: str) -> Any:
+        """urllib3's response (body unread) to one request, sent as the session sends it."""
+        import urllib3.exceptions
         from botocore.awsrequest import AWSPreparedRequest
-
-        return self._send_prepared(AWSPreparedRequest("GET", url, headers, None, True), what)
-
-    def _send_prepared(self, request: Any, what: str) -> Any:
         from botocore.exceptions import BotoCoreError
 
+        origin = _ORIGIN.match(url)
+        pool = self._pool(origin.group()) if origin else None
         try:
-            return self._session.send(request)
-        except BotoCoreError as e:
-            # botocore's message quotes the URL, signature included
+            if pool is not None:
+                return pool.urlopen(
+                    method,
+                    url[origin.end() :] or "/",
+                    body=body,
+                    headers=headers,
+                    retries=False,
+                    assert_same_host=False,
+                    preload_content=False,
+                    decode_content=False,
+                )
+            request = AWSPreparedRequest(method, url, headers, body, True)
+            return self._session.send(request).raw
+        except urllib3.exceptions.ClosedPoolError:
+            # the session's pool manager dropped the pool (it keeps a few hosts): find it again
+            self._pools.pop(origin.group(), None)
+            return self._send(method, url, headers, body, what=what)
+        except (BotoCoreError, urllib3.exceptions.HTTPError) as e:
+            # the libraries' messages quote the URL, signature included
             raise ConnectionError(f"{what} failed: {type(e).__name__}") from None
+
+    def _pool(self, origin: str) -> Any:
+        """The session's urllib3 pool for ``origin``, set up as the session sets it up for
+        each request; None where a proxy applies or this botocore keeps its pools otherwise."""
+        if origin not in self._pools:
+            session, url = self._session, origin + "/"
+            try:
+                if session._proxy_config.proxy_url_for(url):
+                    pool = None
+                else:
+                    pool = session._get_connection_manager(url, None).connection_from_url(url)
+                    session._setup_ssl_cert(pool, url, session._verify)
+            except AttributeError:
+                pool = None
+            self._pools[origin] = pool
+        return self._pools[origin]
 
     def list_page(self, params: dict[str, Any]) -> dict[str, Any] | None:
         """One ListObjectsV2 page as the client returns it (``Contents`` keys,
@@ -186,11 +223,11 @@ class DirectRequests:
             Params={"Bucket": self._bucket, "EncodingType": "url", **params},
             ExpiresIn=_LIFETIME,
         )
-        response = self._send(url, {}, f"listing {params.get('Prefix', '')!r}")
-        document = response.raw.read()
-        response.raw.release_conn()
-        if response.status_code != 200:
-            _lasting_error_code(document, response.status_code)  # or TransientResponse
+        response = self._send("GET", url, {}, what=f"listing {params.get('Prefix', '')!r}")
+        document = response.read()
+        response.release_conn()
+        if response.status != 200:
+            _lasting_error_code(document, response.status)  # or TransientResponse
             return None
         return parse_listing(document)
 
@@ -200,13 +237,13 @@ class DirectRequests:
         from botocore.response import StreamingBody
 
         headers = {"Range": range_header} if range_header else {}
-        response = self._send(self._url(key), headers, f"GET of {key!r}")
-        raw, status = response.raw, response.status_code
+        response = self._send("GET", self._url(key), headers, what=f"GET of {key!r}")
+        status = response.status
         if status in (200, 206):
             length = int(response.headers.get("content-length", 0))
-            return {"Body": StreamingBody(raw, length), "ContentLength": length}
-        document = raw.read(1 << 16)
-        raw.release_conn()
+            return {"Body": StreamingBody(response, length), "ContentLength": length}
+        document = response.read(1 << 16)
+        response.release_conn()
         code = _lasting_error_code(document, status)
         if status in (404, 416):
             raise _client_error(code, status, "GetObject")
@@ -219,10 +256,13 @@ class DirectRequests:
         or None: ask the client (rewind the body first)."""
         if self._signer is None:
             return None
-        response = self._send_prepared(self._signer.put(key, body, headers), f"PUT of {key!r}")
-        document = response.raw.read(1 << 16)
-        response.raw.release_conn()
-        status = response.status_code
+        request = self._signer.put(key, body, headers)
+        response = self._send(
+            "PUT", request.url, request.headers, request.body, what=f"PUT of {key!r}"
+        )
+        document = response.read(1 << 16)
+        response.release_conn()
+        status = response.status
         if status == 200:
             return True
         code = _lasting_error_code(document, status)
