@@ -1,7 +1,8 @@
 """ccstore vs cottoncandy 0.4.0, s3fs + numpy, obstore, plain boto3 and zarr on one S3 server.
 
 Same server, same run: a large float32 array (default 1 GiB) up and down, a row, a column and
-100 random elements of it, many small 4 KiB arrays put and get, and a listing of their keys.
+100 random elements of it, many small 4 KiB arrays put and get (one at a time, and as a batch
+with each library's way of keeping several in flight), and a listing of their keys.
 zarr runs twice, as ``FsspecStore`` over s3fs and ``ObjectStore`` over obstore, storing the
 large array as ccstore does (ccstore's chunk shape, uncompressed); a zarr array is no store of
 small objects, so the zarr peers run the large-array workloads only (a library runs the
@@ -44,7 +45,7 @@ import envs  # noqa: E402
 import s3_peers  # noqa: E402
 from harness import physical_references, table  # noqa: E402
 from report import write_section  # noqa: E402
-from s3_peers import LIBRARIES, POINTS, expected_digests  # noqa: E402
+from s3_peers import CONCURRENCY, LIBRARIES, POINTS, expected_digests  # noqa: E402
 
 ENV_OF = {
     "ccstore": None,
@@ -56,6 +57,10 @@ ENV_OF = {
     "zarr_obstore": "peers",
 }
 NAMES = {"zarr_fsspec": "zarr + FsspecStore", "zarr_obstore": "zarr + ObjectStore"}
+BATCH_NOTE = (
+    "ccstore `update` and `load_many`, s3fs `pipe` and `cat`, boto3 one client on a thread "
+    "pool, obstore `put_async` and `get_async` gathered; cottoncandy has no batch call"
+)
 ZARR_NOTE = (
     "zarr: the large array only, one object per chunk of ccstore's chunk shape, uncompressed. "
 )
@@ -175,6 +180,9 @@ def run(proxy, direct: str, bucket: str, libraries: list[str], args) -> list[dic
         prefix = f"{args.run_prefix}{library}/small"
         return {"bucket": bucket, "prefix": prefix, "count": args.small}
 
+    def batch(library: str) -> dict:
+        return small(library) | {"prefix": f"{args.run_prefix}{library}/batch"}
+
     def sliced(library: str) -> dict:
         return large(library) | {"shape": shape}
 
@@ -188,6 +196,8 @@ def run(proxy, direct: str, bucket: str, libraries: list[str], args) -> list[dic
         ("small put", "small_put", small, 1, False),
         ("small get", "small_get", small, 1, False),
         ("list", "list", small, args.runs, False),  # lists what small put wrote
+        ("small put, batch", "small_put_batch", batch, 1, False),
+        ("small get, batch", "small_get_batch", batch, 1, False),
     ):
         operations = {lib: s3_peers.operation(lib, op) for lib in libraries}
         taking_part = [lib for lib in libraries if operations[lib] is not None]
@@ -294,7 +304,8 @@ def report(rows: list[dict], server: str, args, references: dict[str, float]) ->
     zarr_note = ZARR_NOTE if any(r["library"].startswith("zarr") for r in rows) else ""
     text = (
         f"Server: {server}. {how} Large array: {args.mib} MiB "
-        f"float32; small: {args.small} x 4 KiB arrays, one at a time; row, column: one row, "
+        f"float32; small: {args.small} x 4 KiB arrays, one at a time, then as a batch with "
+        f"{CONCURRENCY} in flight ({BATCH_NOTE}); row, column: one row, "
         f"one column of the large array; points: {POINTS} random elements of it (seeded, the "
         f"same for every library); list: the keys of the small objects. {zarr_note}Time "
         f"ratio = library time / ccstore time (> 1: ccstore faster); median of {args.runs} "
@@ -343,7 +354,15 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    workloads = ["upload", "download", "small put", "small get", "list"]
+    workloads = [
+        "upload",
+        "download",
+        "small put",
+        "small get",
+        "small put, batch",
+        "small get, batch",
+        "list",
+    ]
     units = {"upload": "MiB/s", "download": "MiB/s", "list": "keys/s"}
     fig, axes = plt.subplots(1, len(workloads), figsize=(4 * len(workloads), 3.2))
     for ax, workload in zip(axes, workloads):

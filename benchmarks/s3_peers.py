@@ -17,6 +17,12 @@ request, so they are built explicitly, without a request). The large transfers a
 small request first (``warm``), so that every library starts with one connection open; the
 run that counts requests passes ``warm=False``.
 
+The batch workloads (``small_put_batch``, ``small_get_batch``) put and get the same small
+arrays with ``CONCURRENCY`` objects in flight, each library in its own way of doing so:
+ccstore's ``update`` / ``load_many``, s3fs's ``pipe`` / ``cat`` (``batch_size``), boto3's
+client shared by a thread pool, obstore's coroutines gathered under a semaphore.
+cottoncandy has no way to keep several objects in flight and sits these out.
+
 Reads of part of the large array (row, column, points) return ``digest`` of the values read,
 which bench_s3 checks against ``expected_digests``. Byte-range peers read the unchunked stored
 object: .npy for s3fs (header first), raw C-order bytes for obstore and boto3. The zarr peers

@@ -88,6 +88,19 @@ def ccstore_small_get(endpoint: str, bucket: str, prefix: str, count: int):
     return _timed(lambda: [store.load(f"{prefix}/{i}") for i in range(count)])[0], {}
 
 
+def ccstore_small_put_batch(endpoint: str, bucket: str, prefix: str, count: int):
+    """``update``: ``CONCURRENCY`` objects in flight (the store's ``concurrency``)."""
+    store, value = _ccstore(endpoint, bucket), np.arange(1024, dtype=np.float32)
+    return _timed(lambda: store.update({f"{prefix}/{i}": value for i in range(count)}))[0], {}
+
+
+def ccstore_small_get_batch(endpoint: str, bucket: str, prefix: str, count: int):
+    store = _ccstore(endpoint, bucket)
+    seconds, values = _timed(lambda: store.load_many(f"{prefix}/{i}" for i in range(count)))
+    assert len(values) == count
+    return seconds, {}
+
+
 def ccstore_list(endpoint: str, bucket: str, prefix: str, count: int):
     """``glob``: one listing below the prefix, as the peers make (``list(store)`` makes two:
     ``list`` asks the store's ``len`` first, which lists too)."""
@@ -292,6 +305,33 @@ def boto3_small_get(endpoint: str, bucket: str, prefix: str, count: int):
         client.get_object(Bucket=bucket, Key=f"{prefix}/{i}")["Body"].read() for i in range(count)
     ]
     return _timed(get)[0], {}
+
+
+def boto3_small_put_batch(endpoint: str, bucket: str, prefix: str, count: int):
+    """One client shared by ``CONCURRENCY`` threads, as boto3's docs advise for concurrency."""
+    client, _ = _boto3(endpoint)
+    value = np.arange(1024, dtype=np.float32).tobytes()
+
+    def put():
+        with ThreadPoolExecutor(CONCURRENCY) as pool:
+            for i in range(count):
+                pool.submit(client.put_object, Bucket=bucket, Key=f"{prefix}/{i}", Body=value)
+
+    return _timed(put)[0], {}
+
+
+def boto3_small_get_batch(endpoint: str, bucket: str, prefix: str, count: int):
+    client, _ = _boto3(endpoint)
+
+    def get(i: int) -> np.ndarray:
+        body = client.get_object(Bucket=bucket, Key=f"{prefix}/{i}")["Body"].read()
+        return np.frombuffer(body, np.float32)
+
+    def get_all():
+        with ThreadPoolExecutor(CONCURRENCY) as pool:
+            return list(pool.map(get, range(count)))
+
+    return _timed(get_all)[0], {}
 
 
 def boto3_list(endpoint: str, bucket: str, prefix: str, count: int):

@@ -8,6 +8,8 @@ stores use too. See s3_peers for what every operation takes and returns.
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 from s3_peers import (
     CONCURRENCY,
@@ -154,6 +156,25 @@ def s3fs_small_get(endpoint: str, bucket: str, prefix: str, count: int):
     return _timed(get)[0], {}
 
 
+def s3fs_small_put_batch(endpoint: str, bucket: str, prefix: str, count: int):
+    """``pipe`` of {path: .npy bytes}, ``CONCURRENCY`` requests at a time (``batch_size``)."""
+    fs, buffer = _s3fs(endpoint), io.BytesIO()
+    np.save(buffer, np.arange(1024, dtype=np.float32))
+    data = {f"{bucket}/{prefix}/{i}": buffer.getvalue() for i in range(count)}
+    return _timed(lambda: fs.pipe(data, batch_size=CONCURRENCY))[0], {}
+
+
+def s3fs_small_get_batch(endpoint: str, bucket: str, prefix: str, count: int):
+    """``cat`` of the paths, ``CONCURRENCY`` requests at a time, then ``np.load`` of each."""
+    fs, paths = _s3fs(endpoint), [f"{bucket}/{prefix}/{i}" for i in range(count)]
+
+    def get():
+        found = fs.cat(paths, batch_size=CONCURRENCY)
+        return [np.load(io.BytesIO(found[path])) for path in paths]
+
+    return _timed(get)[0], {}
+
+
 def s3fs_list(endpoint: str, bucket: str, prefix: str, count: int):
     fs = _s3fs(endpoint)
     seconds, keys = _timed(lambda: fs.find(f"{bucket}/{prefix}"))
@@ -260,6 +281,43 @@ def obstore_small_get(endpoint: str, bucket: str, prefix: str, count: int):
     store = _obstore(endpoint, bucket)
     get = lambda: [obstore.get(store, f"{prefix}/{i}").bytes() for i in range(count)]
     return _timed(get)[0], {}
+
+
+def _obstore_gather(each, count: int) -> list:
+    """``each(i)`` (a coroutine) for every i, ``CONCURRENCY`` at a time, in one event loop."""
+    import asyncio
+
+    async def run():
+        limit = asyncio.Semaphore(CONCURRENCY)
+
+        async def one(i: int):
+            async with limit:
+                return await each(i)
+
+        return await asyncio.gather(*(one(i) for i in range(count)))
+
+    return asyncio.run(run())
+
+
+def obstore_small_put_batch(endpoint: str, bucket: str, prefix: str, count: int):
+    """``put_async`` gathered, ``CONCURRENCY`` in flight."""
+    import obstore
+
+    store, value = _obstore(endpoint, bucket), np.arange(1024, dtype=np.float32).tobytes()
+    put = lambda i: obstore.put_async(store, f"{prefix}/{i}", value)
+    return _timed(lambda: _obstore_gather(put, count))[0], {}
+
+
+def obstore_small_get_batch(endpoint: str, bucket: str, prefix: str, count: int):
+    import obstore
+
+    store = _obstore(endpoint, bucket)
+
+    async def get(i: int) -> np.ndarray:
+        result = await obstore.get_async(store, f"{prefix}/{i}")
+        return np.frombuffer(await result.bytes_async(), np.float32)
+
+    return _timed(lambda: _obstore_gather(get, count))[0], {}
 
 
 def obstore_list(endpoint: str, bucket: str, prefix: str, count: int):
