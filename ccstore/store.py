@@ -510,11 +510,13 @@ class Store(MutableMapping[str, Any]):
             self.backend.delete_many(below)
 
     def copy(self, src: str, dst: str) -> None:
-        """Copy the object (or every object below the prefix) ``src`` to ``dst``."""
+        """Copy the object (or every object below the prefix, ``concurrency`` at a time)
+        ``src`` to ``dst``."""
         self._transfer(src, dst, move=False)
 
     def move(self, src: str, dst: str) -> None:
-        """Move the object (or every object below the prefix) ``src`` to ``dst``."""
+        """Move the object (or every object below the prefix, ``concurrency`` at a time)
+        ``src`` to ``dst``."""
         self._transfer(src, dst, move=True)
 
     def _transfer(self, src: str, dst: str, *, move: bool) -> None:
@@ -526,8 +528,12 @@ class Store(MutableMapping[str, Any]):
         below = list(self.backend.list(source + "/"))
         if not below:
             raise KeyNotFoundError(src, self.url)
-        for full in below:
+
+        def relocate(full: str) -> None:
             self._relocate(full, target + full[len(source) :], move)
+
+        for _ in self._runtime.for_each(relocate, below):
+            pass
 
     def _relocate(self, source: str, target: str, move: bool) -> None:
         """Copy or move one object; encrypted objects are re-bound to their new key (their
@@ -563,21 +569,28 @@ class Store(MutableMapping[str, Any]):
         replaced during its rotation could come out corrupt (and is then detected as such).
         """
         new = as_keyring(new_key).current
-        rotated, failed = 0, []
         base = self.prefix + validate_prefix(prefix)
-        for full in list(self.backend.list(base)):
+        keys = list(self.backend.list(base))
+        for full in keys[:1]:
             self._check_writable(full[len(self.prefix) :])
+
+        def rotate(full: str) -> bool | CCStoreError:
+            """True once rotated, False if there was nothing to do, or the error to report."""
             layout = self._encrypted_layout(full)
             if layout is None or layout.header["encryption"].get("key_id") == new.key_id:
-                continue
+                return False
             try:
                 header = rewrap_header(layout.header, full, self.options.encryption, new_master=new)
             except CCStoreError as error:  # rotate the rest; report these at the end
-                failed.append(error)
-                continue
-            tail = layout.tail_with_header(header)
-            self.backend.copy_with_tail(full, full, layout.data_end, tail)
-            rotated += 1
+                return error
+            self.backend.copy_with_tail(
+                full, full, layout.data_end, layout.tail_with_header(header)
+            )
+            return True
+
+        outcomes = list(self._runtime.for_each(rotate, keys))
+        rotated = sum(outcome is True for outcome in outcomes)
+        failed = [outcome for outcome in outcomes if isinstance(outcome, CCStoreError)]
         if failed:
             details = "; ".join(str(e) for e in failed[:5])
             raise CCStoreError(

@@ -657,6 +657,14 @@ class TestBatchConcurrency:
         for key, value in store.load_many(values).items():
             assert_same_array(value, values[key])
 
+    def test_a_prefix_is_copied_several_objects_at_a_time(self):
+        store = ccstore.Store(_RendezvousBackend(3), options=ccstore.StoreOptions(concurrency=3))
+        values = {f"b/{i}": np.full(5, i) for i in range(3)}
+        store.update(values)
+        store.copy("b", "c")  # each copy reads its source first: one by one, that waits 5 s
+        for key, value in store.load_many(f"c/{i}" for i in range(3)).items():
+            assert_same_array(value, values["b" + key[1:]])
+
     @pytest.mark.timeout(30, method="thread")  # a batch waiting on its own threads hangs
     @pytest.mark.parametrize("concurrency", [1, 2])
     def test_trees_inside_a_batch_do_not_wait_on_their_own_threads(self, concurrency):

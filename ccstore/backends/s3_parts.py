@@ -80,6 +80,8 @@ class PartBody:
     def __init__(self, pieces: list[Piece]) -> None:
         self._pieces = [piece for piece in pieces if piece.nbytes]
         self._size = sum(piece.nbytes for piece in self._pieces)
+        # no larger than the body: a small object's put allocated (and zeroed) 1 MiB each
+        self._capacity = min(GATHER_BYTES, self._size)
         self._gather: bytearray | None = None
         self._index = self._offset = self._position = 0
 
@@ -107,7 +109,7 @@ class PartBody:
             return b"".join(rest)
         limit = max(size, GATHER_BYTES)
         gathered = 0
-        while self._position < self._size and gathered < GATHER_BYTES:
+        while self._position < self._size and gathered < self._capacity:
             piece = self._pieces[self._index]
             run = self._run(piece)
             if len(run) >= GATHER_BELOW:
@@ -133,8 +135,8 @@ class PartBody:
         """Copy the current short run, and the whole rows after it that fit, to the gather
         buffer at ``at``; return how many bytes were copied."""
         if self._gather is None:
-            self._gather = bytearray(GATHER_BYTES)
-        room = GATHER_BYTES - at
+            self._gather = bytearray(self._capacity)
+        room = self._capacity - at
         if len(run) > room:
             return self._copy(run[:room], at)
         index = self._index
