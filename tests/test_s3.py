@@ -754,3 +754,19 @@ def test_direct_requests_go_through_a_configured_proxy(endpoint, monkeypatch):
     with pytest.raises(BackendError, match=r"GET of 'k' failed: Proxy") as caught:
         proxied.read("k")
     assert "Signature" not in str(caught.value)
+
+
+def test_direct_requests_survive_the_session_dropping_their_pool(endpoint):
+    """urllib3's pool manager keeps a few hosts, and urllib3 1.x closes the pools it drops: a
+    request on a dropped pool goes through the session instead, which opens a new one."""
+    backend = make_s3_backend(endpoint)
+    backend.write("k", [b"value"])
+    assert backend.read("k") == b"value"
+    before = backend.stats.snapshot()
+    (pool,) = backend._direct._pools.values()
+    backend._client._endpoint.http_session._manager.clear()
+    pool.close()  # as urllib3 1.x does to the pools it drops (2.x leaves them to the GC)
+    assert backend.read("k") == b"value"
+    backend.write("k", [b"other"])
+    assert backend.read("k") == b"other"
+    assert (backend.stats.snapshot() - before).requests == 3  # no failed attempt retried

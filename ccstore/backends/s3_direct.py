@@ -177,7 +177,10 @@ class DirectRequests:
         origin = _ORIGIN.match(url)
         pool = self._pool(origin.group()) if origin else None
         try:
-            if pool is not None:
+            if pool is None:
+                request = AWSPreparedRequest(method, url, headers, body, True)
+                return self._session.send(request).raw
+            try:
                 return pool.urlopen(
                     method,
                     url[origin.end() :] or "/",
@@ -188,12 +191,13 @@ class DirectRequests:
                     preload_content=False,
                     decode_content=False,
                 )
-            request = AWSPreparedRequest(method, url, headers, body, True)
-            return self._session.send(request).raw
-        except urllib3.exceptions.ClosedPoolError:
-            # the session's pool manager dropped the pool (it keeps a few hosts): find it again
-            self._pools.pop(origin.group(), None)
-            return self._send(method, url, headers, body, what=what)
+            except urllib3.exceptions.ClosedPoolError:
+                # the session's pool manager dropped and closed this pool (it keeps a few
+                # hosts; urllib3 1.x closes what it drops) before anything was sent: send
+                # through the session, which opens a new pool for the host
+                self._pools.pop(origin.group(), None)
+                request = AWSPreparedRequest(method, url, headers, body, True)
+                return self._session.send(request).raw
         except (BotoCoreError, urllib3.exceptions.HTTPError) as e:
             # the libraries' messages quote the URL, signature included
             raise ConnectionError(f"{what} failed: {type(e).__name__}") from None
