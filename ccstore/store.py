@@ -106,6 +106,12 @@ class _Runtime:
             pool = self._objects
         return ordered_map(pool, fn, items, self._workers)
 
+    def run_each(self, fn: Callable[[T], Any], items: Iterable[T]) -> None:
+        """``fn`` on every item as ``for_each`` runs it; returns once all are done, or raises
+        the first failure in item order once the items in flight are done."""
+        for _ in self.for_each(fn, items):
+            pass
+
     def close(self) -> None:
         with self._lock:
             pools, self._executor, self._objects = (self._executor, self._objects), None, None
@@ -401,10 +407,9 @@ class Store(MutableMapping[str, Any]):
         others start, and the first error in item order is raised: the objects written
         before it stay written, the rest keep their old values."""
         items = dict(other, **kwargs)
-        for key in items:
-            self._check_writable(key)
-        for _ in self._runtime.for_each(lambda item: self.put(*item), items.items()):
-            pass
+        if items:
+            self._check_writable(next(iter(items)))  # before any write
+        self._runtime.run_each(lambda item: self.put(*item), items.items())
 
     def put(
         self,
@@ -488,8 +493,7 @@ class Store(MutableMapping[str, Any]):
         """Store each leaf of a nested dict under ``key/<path>`` (concurrently, as
         ``update``); drop what the old value had."""
         leaves = {f"{key}/{path}": value for path, value in _leaves(key, tree)}
-        for _ in self._runtime.for_each(lambda item: self.put(*item, **options), leaves.items()):
-            pass
+        self._runtime.run_each(lambda item: self.put(*item, **options), leaves.items())
         written = {self._key(leaf) for leaf in leaves}
         full = self._key(key)
         stale = [k for k in self.backend.list(full + "/") if k not in written]
@@ -532,8 +536,7 @@ class Store(MutableMapping[str, Any]):
         def relocate(full: str) -> None:
             self._relocate(full, target + full[len(source) :], move)
 
-        for _ in self._runtime.for_each(relocate, below):
-            pass
+        self._runtime.run_each(relocate, below)
 
     def _relocate(self, source: str, target: str, move: bool) -> None:
         """Copy or move one object; encrypted objects are re-bound to their new key (their
@@ -571,8 +574,8 @@ class Store(MutableMapping[str, Any]):
         new = as_keyring(new_key).current
         base = self.prefix + validate_prefix(prefix)
         keys = list(self.backend.list(base))
-        for full in keys[:1]:
-            self._check_writable(full[len(self.prefix) :])
+        if keys:
+            self._check_writable(keys[0][len(self.prefix) :])  # before any write
 
         def rotate(full: str) -> bool | CCStoreError:
             """True once rotated, False if there was nothing to do, or the error to report."""
