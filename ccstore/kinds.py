@@ -84,6 +84,22 @@ def classify(value: Any) -> str:
     return "pickle"
 
 
+def raw_nbytes(value: Any) -> int:
+    """About how many bytes storing ``value`` encodes: its arrays' (a tree's: all its
+    leaves'), a bytes or str value's length; 0 for JSON values and pickles, which are
+    measured only by encoding them."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return int(value.nbytes)
+    if _is_sparse(value):
+        parts = ("data", "indices", "indptr", "row", "col", "offsets")
+        return sum(int(getattr(value, name).nbytes) for name in parts if hasattr(value, name))
+    if type(value) in (bytes, str):
+        return len(value)
+    if type(value) is dict:
+        return sum(raw_nbytes(leaf) for leaf in value.values())
+    return 0
+
+
 def _has_array_leaf(tree: dict) -> bool:
     return any(is_array_leaf(v) or (type(v) is dict and _has_array_leaf(v)) for v in tree.values())
 

@@ -402,14 +402,28 @@ class Store(MutableMapping[str, Any]):
         self, other: Mapping[str, Any] | Iterable[tuple[str, Any]] = (), /, **kwargs: Any
     ) -> None:
         """Store every item of ``other`` (a mapping or (key, value) pairs) and ``kwargs``, as
-        ``dict.update`` does, writing up to ``concurrency`` objects at a time. Each object is
-        replaced atomically, as by ``put``. If one fails, the writes in flight finish, no
-        others start, and the first error in item order is raised: the objects written
-        before it stay written, the rest keep their old values."""
+        ``dict.update`` does, writing up to ``concurrency`` objects at a time (values of more
+        than ``chunk_bytes``, whose chunks already move that many at a time, are written
+        after the others, one by one, so a batch needs no more memory than its largest
+        write). Each object is replaced atomically, as by ``put``. If one fails, the writes
+        in flight finish, no others start, and the first error is raised: the objects
+        written before it stay written, the rest keep their old values."""
         items = dict(other, **kwargs)
         if items:
             self._check_writable(next(iter(items)))  # before any write
-        self._runtime.run_each(lambda item: self.put(*item), items.items())
+        self._put_many(items, {})
+
+    def _put_many(self, items: dict[str, Any], options: dict[str, Any]) -> None:
+        """``put(key, value, **options)`` for every item: values of up to one chunk
+        ``concurrency`` at a time, then larger ones one by one. A larger value already moves
+        its chunks ``concurrency`` at a time, and each write in flight holds encoded chunks
+        and parts: several at once would multiply the memory of one, and gain nothing."""
+        limit = self.options.chunk_bytes
+        small = [item for item in items.items() if kinds.raw_nbytes(item[1]) <= limit]
+        large = [item for item in items.items() if kinds.raw_nbytes(item[1]) > limit]
+        self._runtime.run_each(lambda item: self.put(*item, **options), small)
+        for key, value in large:
+            self.put(key, value, **options)
 
     def put(
         self,
@@ -493,7 +507,7 @@ class Store(MutableMapping[str, Any]):
         """Store each leaf of a nested dict under ``key/<path>`` (concurrently, as
         ``update``); drop what the old value had."""
         leaves = {f"{key}/{path}": value for path, value in _leaves(key, tree)}
-        self._runtime.run_each(lambda item: self.put(*item, **options), leaves.items())
+        self._put_many(leaves, options)
         written = {self._key(leaf) for leaf in leaves}
         full = self._key(key)
         stale = [k for k in self.backend.list(full + "/") if k not in written]

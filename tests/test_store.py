@@ -618,31 +618,42 @@ class TestBatches:
 
 
 class _RendezvousBackend(ccstore.backends.memory.MemoryBackend):
-    """A memory backend whose first write and first read of each key below "b/" wait until
-    ``parties`` such calls are in progress at once: serial callers break the barrier."""
+    """A memory backend whose first write and first read of each key with a "b" segment
+    wait until ``parties`` such calls are in progress at once: serial callers break the
+    barrier."""
 
     def __init__(self, parties: int, slow_write: str = "", failed_write: str = "") -> None:
         super().__init__(f"rendezvous-{id(self)}")
         self.barrier = threading.Barrier(parties, timeout=5)
         self.slow_write, self.failed_write = slow_write, failed_write
+        self.writing: set[str] = set()
+        self.overlapped: set[str] = set()  # keys written while another write was under way
         self.seen: set[tuple[str, str]] = set()
         self.lock = threading.Lock()
 
     def _meet(self, kind: str, key: str) -> None:
         with self.lock:
-            first = key.startswith("b/") and (kind, key) not in self.seen
+            first = "/b/" in "/" + key and (kind, key) not in self.seen
             self.seen.add((kind, key))
         if first:
             self.barrier.wait()
 
     def write(self, key, parts, *, if_absent=False):
-        if key == self.failed_write:
-            time.sleep(0.1)
-            raise RuntimeError(f"injected failure writing {key!r}")
-        if key == self.slow_write:
-            time.sleep(0.5)
-        self._meet("write", key)
-        return super().write(key, parts, if_absent=if_absent)
+        with self.lock:
+            if self.writing:
+                self.overlapped |= self.writing | {key}
+            self.writing.add(key)
+        try:
+            if key == self.failed_write:
+                time.sleep(0.1)
+                raise RuntimeError(f"injected failure writing {key!r}")
+            if key == self.slow_write:
+                time.sleep(0.5)
+            self._meet("write", key)
+            return super().write(key, parts, if_absent=if_absent)
+        finally:
+            with self.lock:
+                self.writing.discard(key)
 
     def read(self, key, byte_range=None):
         self._meet("read", key)
@@ -656,6 +667,26 @@ class TestBatchConcurrency:
         store.update(values)  # one by one, the first write would wait for the others: 5 s
         for key, value in store.load_many(values).items():
             assert_same_array(value, values[key])
+
+    @pytest.mark.parametrize("as_tree", [False, True])
+    def test_values_larger_than_a_chunk_are_written_alone(self, as_tree):
+        """The two small values are written together (they meet at the barrier), the large
+        (and slow) one while nothing else is."""
+        options = ccstore.StoreOptions(concurrency=2, chunk_bytes=1024)
+        prefix = "t/" if as_tree else ""
+        backend = _RendezvousBackend(2, slow_write=f"{prefix}big")
+        store = ccstore.Store(backend, options=options)
+        big, small = np.arange(512.0), [np.zeros(8), np.ones(8)]
+        if as_tree:
+            store["t"] = {"big": big, "b": {"0": small[0], "1": small[1]}}
+            loaded = store.load("t")
+            got = [loaded["big"], loaded["b"]["0"], loaded["b"]["1"]]
+        else:
+            store.update({"big": big, "b/0": small[0], "b/1": small[1]})
+            got = list(store.load_many(["big", "b/0", "b/1"]).values())
+        assert backend.overlapped == {f"{prefix}b/0", f"{prefix}b/1"}
+        for value, want in zip(got, [big, *small]):
+            assert_same_array(value, want)
 
     def test_a_prefix_is_copied_several_objects_at_a_time(self):
         store = ccstore.Store(_RendezvousBackend(3), options=ccstore.StoreOptions(concurrency=3))
@@ -685,3 +716,17 @@ class TestBatchConcurrency:
             store.update({"bad": 1, "slow": np.zeros(3)})
         assert_same_array(store.load("slow"), np.zeros(3))
         assert "bad" not in store
+
+
+def test_raw_nbytes_counts_what_a_value_stores():
+    from ccstore.kinds import raw_nbytes
+
+    csr = sp.random(50, 40, density=0.1, format="csr", dtype="f8")
+    coo = csr.tocoo()
+    assert raw_nbytes(np.zeros((3, 4), "f4")) == 48
+    assert raw_nbytes(np.float64(1)) == 8
+    assert raw_nbytes(csr) == csr.data.nbytes + csr.indices.nbytes + csr.indptr.nbytes
+    assert raw_nbytes(coo) == coo.data.nbytes + coo.row.nbytes + coo.col.nbytes
+    assert (raw_nbytes(b"abc"), raw_nbytes("héllo")) == (3, 5)
+    assert raw_nbytes({"a": np.zeros(2), "b": {"c": b"xy", "d": 1.5}}) == 18
+    assert raw_nbytes([1, 2, 3]) == raw_nbytes(None) == 0
