@@ -271,6 +271,8 @@ class Store(MutableMapping[str, Any]):
         ``concurrency`` objects at a time. Many small objects load that many times faster
         than one by one, as each costs a round trip. The first error in key order (e.g.
         KeyNotFoundError) is raised once the reads in flight have settled."""
+        if isinstance(keys, str):
+            raise TypeError(f"load_many takes keys, not one key ({keys!r}): use load for one")
         wanted = list(dict.fromkeys(keys))
 
         def load(key: str) -> Any:

@@ -602,6 +602,8 @@ class TestBatches:
         store.update(a=1, b=2)
         with pytest.raises(KeyNotFoundError, match="'nope'"):
             store.load_many(["a", "nope", "b"])
+        with pytest.raises(TypeError, match=r"not one key \('ab'\): use load"):
+            store.load_many("ab")
 
     def test_update_of_a_read_only_store_writes_nothing(self, backend):
         writable = ccstore.Store(backend, "p")
