@@ -177,27 +177,25 @@ class DirectRequests:
         origin = _ORIGIN.match(url)
         pool = self._pool(origin.group()) if origin else None
         try:
-            if pool is None:
-                request = AWSPreparedRequest(method, url, headers, body, True)
-                return self._session.send(request).raw
-            try:
-                return pool.urlopen(
-                    method,
-                    url[origin.end() :] or "/",
-                    body=body,
-                    headers=headers,
-                    retries=False,
-                    assert_same_host=False,
-                    preload_content=False,
-                    decode_content=False,
-                )
-            except urllib3.exceptions.ClosedPoolError:
-                # the session's pool manager dropped and closed this pool (it keeps a few
-                # hosts; urllib3 1.x closes what it drops) before anything was sent: send
-                # through the session, which opens a new pool for the host
-                self._pools.pop(origin.group(), None)
-                request = AWSPreparedRequest(method, url, headers, body, True)
-                return self._session.send(request).raw
+            if pool is not None:
+                try:
+                    return pool.urlopen(
+                        method,
+                        url[origin.end() :] or "/",
+                        body=body,
+                        headers=headers,
+                        retries=False,
+                        assert_same_host=False,
+                        preload_content=False,
+                        decode_content=False,
+                    )
+                except urllib3.exceptions.ClosedPoolError:
+                    # the session's pool manager dropped and closed this pool (it keeps a few
+                    # hosts; urllib3 1.x closes what it drops) before anything was sent: send
+                    # through the session, which opens a new pool for the host
+                    self._pools.pop(origin.group(), None)
+            request = AWSPreparedRequest(method, url, headers, body, True)
+            return self._session.send(request).raw
         except (BotoCoreError, urllib3.exceptions.HTTPError) as e:
             # the libraries' messages quote the URL, signature included
             raise ConnectionError(f"{what} failed: {type(e).__name__}") from None
