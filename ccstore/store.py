@@ -420,9 +420,10 @@ class Store(MutableMapping[str, Any]):
         ``concurrency`` at a time, then larger ones one by one. A larger value already moves
         its chunks ``concurrency`` at a time, and each write in flight holds encoded chunks
         and parts: several at once would multiply the memory of one, and gain nothing."""
-        limit = self.options.chunk_bytes
-        small = [item for item in items.items() if kinds.raw_nbytes(item[1]) <= limit]
-        large = [item for item in items.items() if kinds.raw_nbytes(item[1]) > limit]
+        small, large = [], []
+        for item in items.items():
+            fits = kinds.raw_nbytes(item[1]) <= self.options.chunk_bytes
+            (small if fits else large).append(item)
         self._runtime.run_each(lambda item: self.put(*item, **options), small)
         for key, value in large:
             self.put(key, value, **options)
