@@ -312,12 +312,14 @@ def boto3_small_put_batch(endpoint: str, bucket: str, prefix: str, count: int):
     client, _ = _boto3(endpoint)
     value = np.arange(1024, dtype=np.float32).tobytes()
 
-    def put():
-        with ThreadPoolExecutor(CONCURRENCY) as pool:
-            for i in range(count):
-                pool.submit(client.put_object, Bucket=bucket, Key=f"{prefix}/{i}", Body=value)
+    def put(i: int) -> None:
+        client.put_object(Bucket=bucket, Key=f"{prefix}/{i}", Body=value)
 
-    return _timed(put)[0], {}
+    def put_all():
+        with ThreadPoolExecutor(CONCURRENCY) as pool:
+            list(pool.map(put, range(count)))  # results taken: a failed put raises
+
+    return _timed(put_all)[0], {}
 
 
 def boto3_small_get_batch(endpoint: str, bucket: str, prefix: str, count: int):
