@@ -9,8 +9,8 @@ import numpy as np
 
 from .format import ArrayLayout, ObjectLayout
 from .indexing import Plan, plan_orthogonal_selection, plan_selection
+from .progress import ProgressOption
 from .reader import pages_to_read, read_array, read_chunks
-from .transfer import ProgressOption
 
 if TYPE_CHECKING:
     from .store import Store

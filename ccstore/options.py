@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .chunking import DEFAULT_CHUNK_BYTES
 from .codecs import Compression, resolve
 from .encryption import Keyring, as_keyring
-from .transfer import ProgressOption
+from .progress import ProgressOption
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -38,7 +38,9 @@ class StoreOptions:
         64 MiB each).
     tail_bytes: bytes read from an object's end to get header and index in one request.
     progress: True, False, None (auto: bar for large transfers on a terminal) or a callable
-        ``fn(bytes_done, bytes_total)``.
+        ``fn(bytes_done, bytes_total)``. A batch (update, load_many, a dict) reports as one,
+        in objects: ``fn(objects_done, objects_total)``, its bar shown by default on a
+        terminal once the batch has run 2 s.
     encryption: master key(s) for client-side encryption: 32 bytes, an EncryptionKey, a list
         of them or a Keyring. New objects are encrypted with the first (current) key; every
         key decrypts. Stored as a Keyring.

@@ -26,7 +26,8 @@ from .format import (
 )
 from .options import StoreOptions
 from .pages import PAGE_ENTRY, ChunkChecksums, chunk_crc, page_runs, touched_pages
-from .transfer import Progress, ProgressOption, Span, ThreadScratch, coalesce, run_all
+from .progress import Progress, ProgressOption
+from .transfer import Span, ThreadScratch, coalesce, run_all
 
 __all__ = [
     "IOContext",

@@ -32,9 +32,10 @@ from .format import ArrayPart, ObjectLayout, read_layout, unlock, write_object
 from .keys import glob_prefix, glob_regex, validate_key, validate_prefix
 from .lazy import LazyArray
 from .options import StoreOptions
+from .progress import BatchProgress, Progress, ProgressOption
 from .reader import IOContext, read_arrays, verify_object
 from .stats import Stats
-from .transfer import Progress, ProgressOption, ordered_map
+from .transfer import ordered_map
 
 __all__ = ["ObjectInfo", "Store", "open", "rotate_key"]
 
@@ -270,15 +271,28 @@ class Store(MutableMapping[str, Any]):
         """``{key: store.load(key)}`` for every key, in the order given, read up to
         ``concurrency`` objects at a time. Many small objects load that many times faster
         than one by one, as each costs a round trip. The first error in key order (e.g.
-        KeyNotFoundError) is raised once the reads in flight have settled."""
+        KeyNotFoundError) is raised once the reads in flight have settled. ``progress``
+        reports the batch as one, in objects (see StoreOptions.progress)."""
         if isinstance(keys, str):
             raise TypeError(f"load_many takes keys, not one key ({keys!r}): use load for one")
-        wanted = list(dict.fromkeys(keys))
+        return self._load_many(list(dict.fromkeys(keys)), allow_pickle, progress, "load_many")
 
-        def load(key: str) -> Any:
-            return self.load(key, allow_pickle=allow_pickle, progress=progress)
+    def _load_many(
+        self,
+        keys: list[str],
+        allow_pickle: bool | None,
+        progress: ProgressOption,
+        description: str,
+    ) -> dict[str, Any]:
+        with BatchProgress(self.options.progress_for(progress), len(keys), description) as batch:
+            each = batch.object_progress()
 
-        return dict(zip(wanted, self._runtime.for_each(load, wanted)))
+            def load(key: str) -> Any:
+                value = self.load(key, allow_pickle=allow_pickle, progress=each)
+                batch.object_done()
+                return value
+
+            return dict(zip(keys, self._runtime.for_each(load, keys)))
 
     def _materialize(
         self, key: str, layout: ObjectLayout, allow_pickle: bool, progress: ProgressOption
@@ -293,7 +307,7 @@ class Store(MutableMapping[str, Any]):
         tree: dict[str, Any] = {}
         base = self._key(key) + "/"
         below = {full: full[len(self.prefix) :] for full in self.backend.list(base)}
-        values = self.load_many(below.values(), allow_pickle=allow_pickle, progress=progress)
+        values = self._load_many(list(below.values()), allow_pickle, progress, key)
         for full, inner in below.items():
             *parents, leaf = full[len(base) :].split("/")
             node = tree
@@ -413,20 +427,29 @@ class Store(MutableMapping[str, Any]):
         items = dict(other, **kwargs)
         if items:
             self._check_writable(next(iter(items)))  # before any write
-        self._put_many(items, {})
+        self._put_many(items, {}, "update")
 
-    def _put_many(self, items: dict[str, Any], options: dict[str, Any]) -> None:
+    def _put_many(self, items: dict[str, Any], options: dict[str, Any], description: str) -> None:
         """``put(key, value, **options)`` for every item: values of up to one chunk
         ``concurrency`` at a time, then larger ones one by one. A larger value already moves
         its chunks ``concurrency`` at a time, and each write in flight holds encoded chunks
         and parts: several at once would multiply the memory of one, and gain nothing."""
+        options = dict(options)
+        progress = self.options.progress_for(options.pop("progress", None))
         small, large = [], []
         for item in items.items():
             fits = kinds.raw_nbytes(item[1]) <= self.options.chunk_bytes
             (small if fits else large).append(item)
-        self._runtime.run_each(lambda item: self.put(*item, **options), small)
-        for key, value in large:
-            self.put(key, value, **options)
+        with BatchProgress(progress, len(items), description) as batch:
+            each = batch.object_progress()
+
+            def put(item: tuple[str, Any]) -> None:
+                self.put(*item, progress=each, **options)
+                batch.object_done()
+
+            self._runtime.run_each(put, small)
+            for item in large:
+                put(item)
 
     def put(
         self,
@@ -510,7 +533,7 @@ class Store(MutableMapping[str, Any]):
         """Store each leaf of a nested dict under ``key/<path>`` (concurrently, as
         ``update``); drop what the old value had."""
         leaves = {f"{key}/{path}": value for path, value in _leaves(key, tree)}
-        self._put_many(leaves, options)
+        self._put_many(leaves, options, key)
         written = {self._key(leaf) for leaf in leaves}
         full = self._key(key)
         stale = [k for k in self.backend.list(full + "/") if k not in written]

@@ -1,9 +1,8 @@
-"""Moving bytes concurrently: ordered parallel maps, range coalescing, and progress reports."""
+"""Moving bytes concurrently: ordered parallel maps and range coalescing."""
 
 from __future__ import annotations
 
 import itertools
-import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -12,8 +11,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 __all__ = [
-    "Progress",
-    "ProgressOption",
     "Span",
     "ThreadScratch",
     "coalesce",
@@ -23,11 +20,6 @@ __all__ = [
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-ProgressOption = bool | None | Callable[[int, int], Any]
-# With progress=None (the default), a bar appears only for transfers at least this large and
-# only when stderr is a terminal: small objects and scripts stay quiet.
-AUTO_PROGRESS_BYTES = 256 << 20
 
 
 def ordered_map(
@@ -122,44 +114,3 @@ def coalesce(chunks: Iterable[tuple[int, int, int]], gap: int, max_size: int) ->
         else:
             spans.append(Span(start, end, [(cid, start, end)]))
     return spans
-
-
-class Progress:
-    """Thread-safe progress of one transfer: a tqdm bar, a callback, or nothing.
-
-    ``option`` is True (always a bar), False (nothing), None (a bar for large transfers on a
-    terminal) or a callable ``fn(bytes_done, bytes_total)`` called after every chunk.
-    """
-
-    def __init__(self, option: ProgressOption, total: int, description: str) -> None:
-        self.total = total
-        self.done = 0
-        self._lock = threading.Lock()
-        self._callback = option if callable(option) else None
-        self._bar = None
-        show = option is True or (
-            option is None and total >= AUTO_PROGRESS_BYTES and sys.stderr.isatty()
-        )
-        if show:
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(total=total, desc=description, unit="B", unit_scale=True)
-
-    def update(self, nbytes: int) -> None:
-        with self._lock:
-            self.done += nbytes
-            done = self.done
-            if self._bar is not None:
-                self._bar.update(nbytes)
-        if self._callback is not None:
-            self._callback(done, self.total)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-    def __enter__(self) -> Progress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import pickle
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -16,6 +17,7 @@ from conftest import fix_checksums, stored_index
 
 import ccstore
 import ccstore.backends.memory
+import ccstore.progress
 from ccstore import (
     CorruptObjectError,
     InvalidKeyError,
@@ -732,3 +734,62 @@ def test_raw_nbytes_counts_what_a_value_stores():
     assert (raw_nbytes(b"abc"), raw_nbytes("héllo")) == (3, 5)
     assert raw_nbytes({"a": np.zeros(2), "b": {"c": b"xy", "d": 1.5}}) == 18
     assert raw_nbytes([1, 2, 3]) == raw_nbytes(None) == 0
+
+
+class TestBatchProgress:
+    """A batch reports as one: objects done of the batch, and bytes moved on its bar."""
+
+    @staticmethod
+    def _recorder():
+        seen = []
+        lock = threading.Lock()
+
+        def record(done, total):
+            with lock:
+                seen.append((done, total))
+
+        return seen, record
+
+    def test_the_callback_counts_objects_of_every_batch(self):
+        seen, record = self._recorder()
+        store = ccstore.open("memory://", progress=record)
+        store.update({f"k{i}": np.full(100, i) for i in range(5)})  # update takes no options
+        assert sorted(seen) == [(i, 5) for i in range(1, 6)]
+        seen.clear()
+        assert len(store.load_many([f"k{i}" for i in range(5)] + ["k0"])) == 5
+        assert sorted(seen) == [(i, 5) for i in range(1, 6)]
+        seen.clear()
+        quiet = ccstore.open("memory://")
+        quiet.put("tree", {"a": np.ones(3), "b": {"c": "x", "d": 2}}, progress=record)
+        assert sorted(seen) == [(1, 3), (2, 3), (3, 3)]
+        seen.clear()
+        assert quiet.load("tree", progress=record)["b"] == {"c": "x", "d": 2}
+        assert sorted(seen) == [(1, 3), (2, 3), (3, 3)]
+
+    def test_a_prefix_inside_a_batch_is_one_object_of_it(self):
+        seen, record = self._recorder()
+        store = ccstore.open("memory://")
+        store.update(a=1, tree={"x": 1, "y": 2, "z": 3})
+        store.load_many(["a", "tree"], progress=record)
+        assert sorted(seen) == [(1, 2), (2, 2)]
+
+    def test_one_bar_of_objects_with_the_bytes_moved(self, capsys):
+        store = ccstore.open("memory://", progress=True)
+        store.update({f"k{i}": np.zeros(1000) for i in range(20)})
+        err = capsys.readouterr().err
+        assert "update" in err and "20/20" in err and "156kB" in err  # 20 x 8,000 bytes
+        assert "B/s" not in err  # no bar per object
+        store.load_many([f"k{i}" for i in range(20)])
+        err = capsys.readouterr().err
+        assert "load_many" in err and "20/20" in err and "156kB" in err and "B/s" not in err
+
+    def test_by_default_a_bar_only_for_batches_still_running_on_a_terminal(
+        self, capsys, monkeypatch
+    ):
+        store = ccstore.open("memory://")
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+        store.update({f"k{i}": i for i in range(20)})
+        assert capsys.readouterr().err == ""  # done before the bar's delay
+        monkeypatch.setattr(ccstore.progress, "BATCH_BAR_DELAY", 0.0)
+        store.load_many([f"k{i}" for i in range(20)])
+        assert "20/20" in capsys.readouterr().err
