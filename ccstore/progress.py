@@ -5,10 +5,11 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["AUTO_PROGRESS_BYTES", "BATCH_BAR_DELAY", "BatchProgress", "Progress", "ProgressOption"]
 
+R = TypeVar("R", bound="_Report")
 ProgressOption = bool | None | Callable[[int, int], Any]
 # With progress=None (the default), a bar appears only for transfers at least this large and
 # only when stderr is a terminal: small objects and scripts stay quiet.
@@ -18,7 +19,23 @@ AUTO_PROGRESS_BYTES = 256 << 20
 BATCH_BAR_DELAY = 2.0
 
 
-class Progress:
+class _Report:
+    """What both reports share: an optional tqdm bar, closed on leaving a ``with`` block."""
+
+    _bar: Any = None
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+    def __enter__(self: R) -> R:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Progress(_Report):
     """Thread-safe progress of one transfer: a tqdm bar, a callback, or nothing.
 
     ``option`` is True (always a bar), False (nothing), None (a bar for large transfers on a
@@ -53,18 +70,8 @@ class Progress:
         if self._callback is not None:
             self._callback(done, self.total)
 
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
 
-    def __enter__(self) -> Progress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class BatchProgress:
+class BatchProgress(_Report):
     """Thread-safe progress of a batch of ``count`` objects: one tqdm bar, a callback, or
     nothing, in place of a report per object.
 
@@ -113,16 +120,6 @@ class BatchProgress:
                 self._bar.update(1)
         if self._callback is not None:
             self._callback(done, self.total)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-    def __enter__(self) -> BatchProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class _BatchBytes:
