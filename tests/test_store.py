@@ -773,6 +773,13 @@ class TestBatchProgress:
         store.load_many(["a", "tree"], progress=record)
         assert sorted(seen) == [(1, 2), (2, 2)]
 
+    def test_the_bytes_of_a_prefix_inside_a_batch_count_in_it(self, capsys):
+        store = ccstore.open("memory://")
+        store.update(a=np.zeros(1000), tree={"x": np.zeros(1000), "y": {"z": np.zeros(1000)}})
+        store.load_many(["a", "tree"], progress=True)
+        err = capsys.readouterr().err
+        assert "2/2" in err and "23.4kB" in err  # 3 x 8,000 bytes
+
     def test_one_bar_of_objects_with_the_bytes_moved(self, capsys):
         store = ccstore.open("memory://", progress=True)
         store.update({f"k{i}": np.zeros(1000) for i in range(20)})
