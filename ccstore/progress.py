@@ -48,7 +48,7 @@ class Progress(_Report):
         self.done = 0
         self._lock = threading.Lock()
         self._batch = option.batch if isinstance(option, _BatchBytes) else None
-        self._callback = option if callable(option) and self._batch is None else None
+        self._callback = option if callable(option) else None  # (_BatchBytes is not callable)
         self._bar = None
         show = option is True or (
             option is None and total >= AUTO_PROGRESS_BYTES and sys.stderr.isatty()
@@ -90,7 +90,7 @@ class BatchProgress(_Report):
         self.nbytes = 0
         self._lock = threading.Lock()
         self._outer = option.batch if isinstance(option, _BatchBytes) else None
-        self._callback = option if callable(option) and self._outer is None else None
+        self._callback = option if callable(option) else None
         self._bar = None
         if self._outer is None and (option is True or (option is None and sys.stderr.isatty())):
             from tqdm.auto import tqdm
