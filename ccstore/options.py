@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,13 @@ from .progress import ProgressOption
 if TYPE_CHECKING:
     from .backends.base import Backend
 
-__all__ = ["StoreOptions"]
+__all__ = ["StoreOptions", "default_page_concurrency"]
+
+
+def default_page_concurrency(defaults: Mapping[str, int], concurrency: int) -> int:
+    """``page_concurrency`` when none is given: the backend's default (``defaults``, its
+    ``transfer_defaults``), and no fewer than ``concurrency``."""
+    return max(defaults.get("page_concurrency", 0), concurrency)
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,12 @@ class StoreOptions:
     concurrency: requests (and chunk encodings) in flight at once. Default: the backend's
         (8 for S3 and Google Drive, which hide latency with requests in flight; the number of
         CPUs, at most 8, for local and memory stores, which are bound by cores and memory).
+    page_concurrency: page reads in flight at once: the 64 KiB pages a slice of an
+        uncompressed array touches, read into the chunk's own buffer (no scratch memory, so
+        more of them in flight cost little but connections). Default: the backend's, and at
+        least ``concurrency`` (32 for S3, where each is a round trip; ``concurrency`` for
+        the others: Google Drive limits request rates, local and memory stores are bound by
+        cores).
     coalesce_gap: merge byte ranges separated by at most this many bytes into one request.
         Default: the backend's (1 MiB for network backends, where a request costs a round
         trip; 64 KiB for local and memory stores).
@@ -55,6 +68,7 @@ class StoreOptions:
     read_only: bool = False
     allow_pickle: bool = False
     concurrency: int | None = None
+    page_concurrency: int | None = None
     coalesce_gap: int | None = None
     max_request_bytes: int | None = None
     tail_bytes: int = 64 << 10
@@ -67,7 +81,9 @@ class StoreOptions:
         object.__setattr__(self, "encryption", as_keyring(self.encryption))
         if self.require_encryption and self.encryption is None:
             raise ValueError("require_encryption=True needs encryption=<key or keyring>")
-        for name in ("chunk_bytes", "concurrency", "max_request_bytes", "tail_bytes"):
+        for name in (
+            "chunk_bytes", "concurrency", "page_concurrency", "max_request_bytes", "tail_bytes"
+        ):  # fmt: skip
             value = getattr(self, name)
             if value is not None and int(value) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
@@ -86,12 +102,17 @@ class StoreOptions:
 
     def for_backend(self, backend: Backend) -> StoreOptions:
         """These options, with ``backend``'s transfer defaults where none was given."""
+        defaults = backend.transfer_defaults
         unset = {
             name: value
-            for name, value in backend.transfer_defaults.items()
-            if getattr(self, name) is None
+            for name, value in defaults.items()
+            if getattr(self, name) is None and name != "page_concurrency"
         }
-        return replace(self, **unset) if unset else self
+        options = replace(self, **unset) if unset else self
+        if options.page_concurrency is None:
+            page = default_page_concurrency(defaults, options.concurrency)
+            options = replace(options, page_concurrency=page)
+        return options
 
     def updated(self, **changes: Any) -> StoreOptions:
         return replace(self, **changes)

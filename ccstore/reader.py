@@ -27,7 +27,7 @@ from .format import (
 from .options import StoreOptions
 from .pages import PAGE_ENTRY, ChunkChecksums, chunk_crc, page_runs, touched_pages
 from .progress import Progress, ProgressOption
-from .transfer import Span, ThreadScratch, coalesce, run_all
+from .transfer import Span, ThreadScratch, coalesce, run_all, run_groups
 
 __all__ = [
     "IOContext",
@@ -43,11 +43,15 @@ ChunkSink = Callable[[int, np.ndarray], None]
 
 @dataclass(frozen=True)
 class IOContext:
-    """What reading needs from a store: the backend, an executor and the transfer options."""
+    """What reading needs from a store: the backend, executors and the transfer options.
+
+    ``executor`` runs ``concurrency`` requests at a time; ``page_executor``, for page reads,
+    ``page_concurrency`` (None: ``executor``)."""
 
     backend: Backend
     executor: Executor | None
     options: StoreOptions
+    page_executor: Executor | None = None
 
 
 def read_chunks(
@@ -65,7 +69,9 @@ def read_chunks(
     ``coalesce_gap``; requests run ``concurrency`` at a time; each chunk is decoded in the
     thread that fetched it. Chunks already in the layout's cached tail cost no request.
     ``pages`` (see ``pages_to_read``) maps chunks to read only in part to the page runs to
-    read; their sink gets a chunk whose bytes outside those pages are undefined.
+    read; their sink gets a chunk whose bytes outside those pages are undefined. Those reads
+    hold no scratch buffer (pages land in the chunk's own buffer), so they run
+    ``page_concurrency`` at a time, beside the others.
     """
     itemsize = array.dtype.itemsize
     partial = pages or {}
@@ -78,11 +84,15 @@ def read_chunks(
 
     whole = [cid for cid in chunk_ids if cid not in partial]
     jobs = _stored_jobs(ctx, layout, array, whole, deliver)
+    page_jobs = []
     if partial:
         _load_page_crcs(ctx, layout, array, partial)
         for cid, runs in partial.items():
-            jobs.append(partial_job(_read_pages, ctx, layout, array, cid, runs, sink, progress))
-    run_all(ctx.executor, _call, jobs)
+            page_jobs.append(
+                partial_job(_read_pages, ctx, layout, array, cid, runs, sink, progress)
+            )
+    page_executor = ctx.page_executor or ctx.executor
+    run_groups([(ctx.executor, _call, jobs), (page_executor, _call, page_jobs)])
 
 
 def _call(job: Callable[[], None]) -> None:

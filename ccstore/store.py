@@ -74,14 +74,18 @@ def _mark_object_thread() -> None:
 class _Runtime:
     """Per-process resources shared by a store and its views: the worker threads.
 
-    Two pools: ``executor`` for the pieces of one object (chunk encodings and reads), and
-    one for whole objects of a batch (``update``, ``load_many``). Each object of a batch
-    hands its pieces to ``executor``, so neither pool ever waits on its own queue.
+    Pools: ``executor`` for the pieces of one object (chunk encodings and reads), one for
+    whole objects of a batch (``update``, ``load_many``), and ``page_executor`` for page reads
+    when more of them go at once than other requests. Each object of a batch hands its
+    pieces to the others, which run nothing but their pieces, so no pool ever waits on its
+    own queue.
     """
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, page_workers: int | None = None) -> None:
         self._workers = workers
+        self._page_workers = page_workers or workers
         self._executor: ThreadPoolExecutor | None = None
+        self._pages: ThreadPoolExecutor | None = None
         self._objects: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -91,6 +95,17 @@ class _Runtime:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="ccstore")
             return self._executor
+
+    @property
+    def page_executor(self) -> ThreadPoolExecutor:
+        if self._page_workers <= self._workers:
+            return self.executor
+        with self._lock:
+            if self._pages is None:
+                self._pages = ThreadPoolExecutor(
+                    self._page_workers, thread_name_prefix="ccstore-pages"
+                )
+            return self._pages
 
     def for_each(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         """``map(fn, items)`` with up to ``workers`` items at a time, results in order. Called
@@ -115,7 +130,8 @@ class _Runtime:
 
     def close(self) -> None:
         with self._lock:
-            pools, self._executor, self._objects = (self._executor, self._objects), None, None
+            pools = (self._executor, self._pages, self._objects)
+            self._executor = self._pages = self._objects = None
         for pool in pools:
             if pool is not None:
                 pool.shutdown(wait=True)
@@ -147,7 +163,9 @@ class Store(MutableMapping[str, Any]):
         self.backend = backend
         self.prefix = validate_prefix(prefix)
         self.options = (options or StoreOptions()).for_backend(backend)
-        self._runtime = _runtime or _Runtime(self.options.concurrency)
+        self._runtime = _runtime or _Runtime(
+            self.options.concurrency, self.options.page_concurrency
+        )
 
     # -- identity, pickling, resources -------------------------------------------------------
 
@@ -193,7 +211,8 @@ class Store(MutableMapping[str, Any]):
         self.close()
 
     def _io(self) -> IOContext:
-        return IOContext(self.backend, self._runtime.executor, self.options)
+        runtime = self._runtime
+        return IOContext(self.backend, runtime.executor, self.options, runtime.page_executor)
 
     def _key(self, key: str) -> str:
         return self.prefix + validate_key(key)
@@ -673,8 +692,8 @@ def open(url: str | os.PathLike[str], **options: Any) -> Store:
     ``s3://bucket/prefix``, ``gdrive://Folder/Sub``.
 
     Store options (see StoreOptions): compression, chunk_bytes, read_only, allow_pickle,
-    concurrency, coalesce_gap, max_request_bytes, tail_bytes, progress, encryption,
-    require_encryption. Other keyword
+    concurrency, page_concurrency, coalesce_gap, max_request_bytes, tail_bytes, progress,
+    encryption, require_encryption. Other keyword
     arguments go to the backend (e.g. ``fsync`` for local stores, ``endpoint_url`` for S3).
     """
     remaining = dict(options)

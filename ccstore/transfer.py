@@ -16,6 +16,7 @@ __all__ = [
     "coalesce",
     "ordered_map",
     "run_all",
+    "run_groups",
 ]
 
 T = TypeVar("T")
@@ -54,12 +55,22 @@ def ordered_map(
 
 def run_all(executor: Executor | None, fn: Callable[[T], Any], items: Iterable[T]) -> None:
     """Run ``fn`` on every item concurrently; re-raise the first failure after all settle."""
-    items = list(items)
-    if executor is None or len(items) <= 1:
-        for item in items:
-            fn(item)
+    run_groups([(executor, fn, items)])
+
+
+def run_groups(groups: Iterable[tuple[Executor | None, Callable[[T], Any], Iterable[T]]]) -> None:
+    """``run_all`` for several ``(executor, fn, items)`` groups at once, each on its own
+    executor (all in this thread, one by one, if any executor is None); re-raise the first
+    failure (in group, then item order) after all settle."""
+    listed = [(executor, fn, list(items)) for executor, fn, items in groups]
+    if sum(len(items) for _, _, items in listed) <= 1 or any(
+        executor is None for executor, _, _ in listed
+    ):
+        for _, fn, items in listed:
+            for item in items:
+                fn(item)
         return
-    futures = [executor.submit(fn, item) for item in items]
+    futures = [executor.submit(fn, item) for executor, fn, items in listed for item in items]
     _done, _ = wait(futures)
     for future in futures:
         error = future.exception()

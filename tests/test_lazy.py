@@ -6,6 +6,8 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 from strategies import COMPRESSIONS, advanced_selections, arrays, basic_selections, chunk_shapes
 
 import ccstore
+from ccstore.backends.memory import MemoryBackend
 from ccstore.options import StoreOptions
 from ccstore.pages import PAGE_BYTES, page_runs
 
@@ -212,6 +215,75 @@ class TestAccounting:
             before = store.stats.snapshot()
             np.testing.assert_array_equal(x[0:100:20], array[0:100:20])
             assert (store.stats.snapshot() - before).requests == requests
+
+
+class _PageRendezvous(MemoryBackend):
+    """A memory backend whose reads, once ``armed``: page reads (at most one page) wait until
+    ``parties`` are in progress at once, so fewer in flight break the barrier; larger reads
+    take 50 ms and record how many of them overlapped at most."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__(f"pages-{id(self)}")
+        self.barrier = threading.Barrier(parties, timeout=5)
+        self.armed = False
+        self.lock = threading.Lock()
+        self.large = self.most_large = 0
+
+    def read_into(self, key, start, out):
+        if self.armed and len(out) <= PAGE_BYTES:
+            self.barrier.wait()
+        elif self.armed:
+            with self.lock:
+                self.large += 1
+                self.most_large = max(self.most_large, self.large)
+            time.sleep(0.05)
+            with self.lock:
+                self.large -= 1
+        return super().read_into(key, start, out)
+
+
+class TestPageConcurrency:
+    """Page reads hold no scratch buffer: they go ``page_concurrency`` at a time, beside the
+    ``concurrency`` requests that do."""
+
+    array = np.arange(256 * 6 * 256, dtype="f8").reshape(256, 6 * 256)  # 6 chunks of 8 pages
+
+    def _store(self, parties: int, **options) -> tuple[ccstore.Store, _PageRendezvous]:
+        backend = _PageRendezvous(parties)
+        store = ccstore.Store(backend, options=StoreOptions(**options))
+        store.put("a", self.array, chunks=(256, 256))
+        backend.armed = True
+        return store, backend
+
+    def test_a_row_reads_its_pages_all_at_once(self):
+        store, _ = self._store(6, concurrency=2, page_concurrency=6)
+        x = store["a"]
+        before = store.stats.snapshot()
+        np.testing.assert_array_equal(x[100], self.array[100])  # 2 at a time would wait 5 s
+        cost = store.stats.snapshot() - before
+        assert (cost.reads, cost.bytes_read) == (6, 6 * PAGE_BYTES)
+
+    def test_whole_chunks_keep_to_concurrency_beside_the_pages(self):
+        store, backend = self._store(
+            2, concurrency=2, page_concurrency=6, max_request_bytes=1 << 19
+        )
+        x = store["a"]
+        # chunks 0-3 read whole (every page of them), chunks 4 and 5 one page each
+        picked = np.r_[0:1024, 1024 + 7, 1280 + 9]
+        rows = np.arange(0, 256, 3)
+        want = self.array[np.ix_(rows, picked)]
+        np.testing.assert_array_equal(x.oindex[rows, picked], want)
+        assert backend.most_large == 2
+
+    def test_defaults(self, tmp_path):
+        memory = ccstore.open("memory://", concurrency=3)
+        assert memory.options.page_concurrency == 3  # bound by cores, not round trips
+        s3 = ccstore.open("s3://b", endpoint_url="http://127.0.0.1:9")
+        assert (s3.options.concurrency, s3.options.page_concurrency) == (8, 32)
+        assert ccstore.open("s3://b", concurrency=64).options.page_concurrency == 64
+        assert ccstore.open("s3://b", page_concurrency=4).options.page_concurrency == 4
+        with pytest.raises(ValueError, match="page_concurrency must be positive, got 0"):
+            ccstore.open(tmp_path, page_concurrency=0)
 
 
 def test_whole_reads_into_the_result_take_concurrency_requests():

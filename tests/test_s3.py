@@ -261,6 +261,23 @@ def test_open_s3_url_with_options(endpoint):
         ccstore.open("s3://b", endpoint_url=endpoint.endpoint_url, bogus=1)
 
 
+def test_page_reads_in_flight_have_a_pooled_connection_each(backend, caplog):
+    """32 page reads go at once beside the store's other requests: the connection pool keeps
+    a connection for each, and none is opened and dropped ("Connection pool is full")."""
+    store = ccstore.Store(backend, "pages", ccstore.StoreOptions(coalesce_gap=0))
+    assert (store.options.concurrency, store.options.page_concurrency) == (8, 32)
+    assert backend._client.meta.config.max_pool_connections == 8 + 32
+    array = np.random.default_rng(5).standard_normal((2048, 2048), dtype=np.float32)
+    store.put("a", array, chunks=(256, 256))  # 64 chunks of 4 pages
+    rows, cols = np.random.default_rng(6).integers(0, 2048, (2, 50))
+    x = store["a"]
+    before = store.stats.snapshot()
+    with caplog.at_level("WARNING", logger="urllib3"):
+        np.testing.assert_array_equal(x[rows, cols], array[rows, cols])
+    assert (store.stats.snapshot() - before).reads > 32  # 34: most of them one page
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
+
+
 def test_backends_with_the_same_settings_share_one_client(endpoint):
     first = make_s3_backend(endpoint)
     twin = pickle.loads(pickle.dumps(first))

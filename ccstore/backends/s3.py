@@ -18,10 +18,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from ..errors import BackendError, KeyExistsError, KeyNotFoundError
 from ..keys import validate_key
+from ..options import default_page_concurrency
 from .base import (
     Backend,
     Buffer,
@@ -100,13 +101,22 @@ class S3Backend(Backend):
     go through boto3, which adds the checksums. ``retries`` bounds attempts per request (503
     SlowDown, 500, throttling, connection resets, timeouts mid-body) with exponential backoff
     and jitter (``retries`` counts retries after the first attempt). ``part_size`` is the
-    multipart part size; ``concurrency`` the parts in flight and the connection pool size.
-    ``create_bucket=True`` creates a missing bucket.
+    multipart part size; ``concurrency`` the parts in flight. The connection pool holds
+    ``concurrency`` + ``page_concurrency`` connections (the store's page reads in flight
+    beside its other requests). ``create_bucket=True`` creates a missing bucket.
     """
 
     scheme = "s3"
     supports_conditional_write = True
     writes_blocks = True
+    # Page reads are small and hold no scratch memory: more in flight hide more round trips.
+    # Ceph with 20 ms added per request, 100 random points of a 256 MiB array (64 page
+    # reads), three runs each: 8 in flight 286-306 ms, 16 198-229, 32 179-189; obstore's
+    # get_ranges 211-218. Straight to Ceph, with no latency to hide, all three 90-115 ms.
+    transfer_defaults: ClassVar[dict[str, int]] = {
+        **Backend.transfer_defaults,
+        "page_concurrency": 32,
+    }
 
     def __init__(
         self,
@@ -127,6 +137,7 @@ class S3Backend(Backend):
         read_timeout: float = 60,
         part_size: int = 8 << 20,
         concurrency: int = 8,
+        page_concurrency: int | None = None,
         create_bucket: bool = False,
     ) -> None:
         super().__init__()
@@ -148,6 +159,11 @@ class S3Backend(Backend):
             "read_timeout": read_timeout,
             "part_size": part_size,
             "concurrency": concurrency,
+            "page_concurrency": (
+                page_concurrency
+                if page_concurrency is not None
+                else default_page_concurrency(self.transfer_defaults, concurrency)
+            ),
         }
         self._session = session
         self._local = threading.local()
@@ -201,7 +217,9 @@ class S3Backend(Backend):
         if signing is None:
             signing = not (c["endpoint_url"] or "https:").lower().startswith("https:")
         options: dict[str, Any] = {
-            "max_pool_connections": max(10, 2 * c["concurrency"]),
+            "max_pool_connections": max(
+                10, 2 * c["concurrency"], c["concurrency"] + c["page_concurrency"]
+            ),
             "retries": {"max_attempts": c["retries"], "mode": "standard"},  # retries, not total
             "connect_timeout": c["connect_timeout"],
             "read_timeout": c["read_timeout"],
@@ -710,5 +728,7 @@ def from_url(url: str, options: dict[str, Any]) -> tuple[S3Backend, str]:
         "read_timeout", "part_size", "create_bucket",
     )  # fmt: skip
     kwargs = {name: options.pop(name) for name in names if name in options}
-    kwargs["concurrency"] = options.get("concurrency", 8)  # shared with the store: not popped
+    # shared with the store, which takes them: not popped
+    kwargs["concurrency"] = options.get("concurrency", S3Backend.transfer_defaults["concurrency"])
+    kwargs["page_concurrency"] = options.get("page_concurrency")
     return S3Backend(bucket, **kwargs), prefix.strip("/")
