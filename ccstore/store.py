@@ -28,6 +28,7 @@ from .errors import (
     UnencryptedObjectError,
     UnsupportedValueError,
 )
+from .forks import renew_after_fork
 from .format import ArrayPart, ObjectLayout, read_layout, unlock, write_object
 from .keys import glob_prefix, glob_regex, validate_key, validate_prefix
 from .lazy import LazyArray
@@ -88,6 +89,11 @@ class _Runtime:
         self._pages: ThreadPoolExecutor | None = None
         self._objects: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        renew_after_fork(self)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._executor = self._pages = self._objects = None
 
     @property
     def executor(self) -> ThreadPoolExecutor:

@@ -27,6 +27,7 @@ from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
 from .backends import base
 from .errors import InvalidKeyError, KeyExistsError, KeyNotFoundError
+from .forks import renew_after_fork
 from .store import Store as CCStore
 from .store import open as open_store
 
@@ -82,6 +83,11 @@ class ZarrStore(Store):
             )
         self._store = store
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        renew_after_fork(self)
+
+    def _after_fork(self) -> None:
+        self._pool = None
         self._pool_lock = threading.Lock()
 
     @classmethod

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..errors import BackendError, KeyNotFoundError
+from ..forks import renew_after_fork
 from ..keys import validate_key
 from .base import (
     Backend,
@@ -97,6 +98,13 @@ class DriveBackend(Backend):
         self._local = threading.local()
         self._folders: dict[str, str] = {}
         self._ids: dict[str, str] = {}
+        renew_after_fork(self)
+
+    def _after_fork(self) -> None:
+        # each thread's service holds its own httplib2 connections: the parent's
+        self._lock = threading.RLock()
+        self._folder_lock = threading.RLock()
+        self._local = threading.local()
 
     @property
     def url(self) -> str:

@@ -21,6 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, Future, ThreadP
 from typing import Any, ClassVar, TypeVar
 
 from ..errors import BackendError, KeyExistsError, KeyNotFoundError
+from ..forks import renew_after_fork
 from ..keys import validate_key
 from ..options import default_page_concurrency
 from .base import (
@@ -47,7 +48,15 @@ _MISSING = {"404", "NoSuchKey", "NotFound"}
 # parent's pooled connections must not be shared with it.
 _CLIENTS: dict[tuple, Any] = {}
 _CLIENTS_LOCK = threading.Lock()
-os.register_at_fork(after_in_child=_CLIENTS.clear)
+
+
+def _forget_clients() -> None:
+    global _CLIENTS_LOCK
+    _CLIENTS.clear()
+    _CLIENTS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_clients)
 # Raised by urllib3/botocore while a response body streams in; botocore's own retries end
 # when the headers arrive, so these are retried here.
 _STREAM_ERRORS: tuple[type[BaseException], ...] = ()
@@ -170,8 +179,17 @@ class S3Backend(Backend):
         self._lock = threading.Lock()
         self._client_instance: Any = None
         self._pool: ThreadPoolExecutor | None = None
+        renew_after_fork(self)
         if create_bucket:
             self.create_bucket()
+
+    def _after_fork(self) -> None:
+        # the client's connection pool and the upload threads belong to the parent
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._client_instance = None
+        self._pool = None
+        self.__dict__.pop("_direct", None)
 
     # -- configuration and connections ----------------------------------------------------
 
