@@ -46,12 +46,12 @@ class IOContext:
     """What reading needs from a store: the backend, executors and the transfer options.
 
     ``executor`` runs ``concurrency`` requests at a time; ``page_executor``, for page reads,
-    ``page_concurrency`` (None: ``executor``)."""
+    ``page_concurrency`` (the same executor where that is no more)."""
 
     backend: Backend
     executor: Executor | None
+    page_executor: Executor | None
     options: StoreOptions
-    page_executor: Executor | None = None
 
 
 def read_chunks(
@@ -91,8 +91,7 @@ def read_chunks(
             page_jobs.append(
                 partial_job(_read_pages, ctx, layout, array, cid, runs, sink, progress)
             )
-    page_executor = ctx.page_executor or ctx.executor
-    run_groups([(ctx.executor, _call, jobs), (page_executor, _call, page_jobs)])
+    run_groups([(ctx.executor, _call, jobs), (ctx.page_executor, _call, page_jobs)])
 
 
 def _call(job: Callable[[], None]) -> None:

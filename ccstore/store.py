@@ -82,9 +82,9 @@ class _Runtime:
     own queue.
     """
 
-    def __init__(self, workers: int, page_workers: int | None = None) -> None:
+    def __init__(self, workers: int, page_workers: int) -> None:
         self._workers = workers
-        self._page_workers = page_workers or workers
+        self._page_workers = page_workers
         self._executor: ThreadPoolExecutor | None = None
         self._pages: ThreadPoolExecutor | None = None
         self._objects: ThreadPoolExecutor | None = None
@@ -218,7 +218,7 @@ class Store(MutableMapping[str, Any]):
 
     def _io(self) -> IOContext:
         runtime = self._runtime
-        return IOContext(self.backend, runtime.executor, self.options, runtime.page_executor)
+        return IOContext(self.backend, runtime.executor, runtime.page_executor, self.options)
 
     def _key(self, key: str) -> str:
         return self.prefix + validate_key(key)
